@@ -1,1 +1,38 @@
-pub fn x(){}
+//! hytm runs critical sections as Intel TSX (RTM) hardware transactions and,
+//! when a transaction aborts, hands the section to a configurable fallback:
+//! retry, the real lock (lock elision), or a software transactional memory
+//! path that stays correct while hardware transactions run beside it.
+//!
+//! TSX is disabled on most machines in the field (microcode, `tsx=off`, AMD,
+//! ARM), so the fallback is first class: on those machines every type here
+//! behaves like the best plain lock or STM, and forced-fallback mode and
+//! abort injection reach every fallback path on any machine.
+//!
+//! Layers, bottom up: [`rtm`] (the instructions) → [`policy`] (decisions) →
+//! [`ElidedMutex`], [`ElidedRwLock`] (safe APIs) → [`stats`] (observation).
+//!
+//! ```
+//! // Detection runs once; the mode comes from HYTM_MODE (auto by default).
+//! println!("RTM usable: {} ({})", hytm::htm().usable(), hytm::htm().reason());
+//! println!("mode: {} ({})", hytm::mode(), hytm::mode_reason());
+//! ```
+
+#![warn(missing_docs)]
+
+mod attempt;
+mod cpu;
+mod elide;
+pub mod policy;
+pub mod rtm;
+mod runtime;
+pub mod stats;
+
+pub use cpu::{htm, CpuFacts, HtmInfo, ProbeResult, Verdict};
+pub use elide::{
+    ElidedMutex, ElidedMutexGuard, ElidedRwLock, ElidedRwLockReadGuard, ElidedRwLockWriteGuard,
+    RawElidedMutex, RawElidedRwLock,
+};
+pub use policy::{FallbackKind, Policy};
+pub use runtime::{
+    in_transaction, init, mode, mode_reason, Config, ConfigError, Injection, Mode, StatsOutput,
+};

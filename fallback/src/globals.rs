@@ -1,0 +1,227 @@
+//! The shared metadata of the hybrid protocol: one [`Globals`] per
+//! transactional domain (in hytm, one `static`).
+
+use core::fmt;
+
+use crossbeam_utils::CachePadded;
+
+use crate::sync::{AtomicU64, Ordering};
+
+/// The shared words of one transactional domain: the NOrec sequence lock
+/// `seq`, the software-activity counter `sw_active`, and the ticket lock
+/// that queues serial-irrevocable transactions.
+///
+/// Every transaction of a domain (hardware, [`SoftTx`], [`SerialTx`]) must use
+/// the same `Globals`. Each word sits in its own [`CachePadded`] slot: `seq`
+/// is read by every software read, `sw_active` is written by every software
+/// begin and end, and neither should drag the other's cache line along.
+///
+/// # The words
+///
+/// `seq` (the NOrec sequence lock):
+///
+/// | bits   | meaning |
+/// | ------ | ------- |
+/// | 0      | 1: a software writer is writing back its redo log, or a serial transaction runs. Nobody else commits; software readers wait; hardware transactions that see it abort (`0xfe`). |
+/// | 63..1  | commit counter: +1 per software writer commit (CAS `s -> s+1`, write back, store `s+2`), per serial transaction (CAS `s -> s+1`, run, store `s+2`), and per hardware transaction that wrote while `sw_active != 0` (it adds 2 inside the transaction). |
+///
+/// Invariants: only the thread that made `seq` odd makes it even again;
+/// `seq` never decreases (2^63 commits to wrap); while it is odd the only
+/// stores to transactional words are the holder's; every state change of a
+/// transactional word made while `sw_active != 0` moves `seq`.
+///
+/// `sw_active` (software activity):
+///
+/// | bits   | meaning |
+/// | ------ | ------- |
+/// | 63..0  | number of live [`SoftTx`] plus [`SerialTx`] (serial ones count from the start of `begin`, while they queue). |
+///
+/// Invariants: a transaction increments it before it takes its first `seq`
+/// snapshot (SeqCst, see [`SoftTx::begin`]) and decrements it exactly once,
+/// in `Drop`. While it is 0, hardware transactions touch no metadata but
+/// this word; the increment writes the cache line every running hardware
+/// transaction has read, which aborts them all.
+///
+/// The serial ticket lock (`serial_next`, `serial_serving`, one line): a
+/// serial transaction takes ticket `t = serial_next++` and waits for
+/// `serial_serving == t`, so serial transactions run in FIFO order. While
+/// `serial_next != serial_serving` a serial transaction is queued or running,
+/// and software writers hold back from the `seq` CAS, so the queued one wins
+/// `seq` after at most the one writer already writing back.
+///
+/// # Examples
+///
+/// ```
+/// use hytm_fallback::{Globals, SoftTx};
+/// use std::sync::atomic::{AtomicU64, Ordering};
+///
+/// static G: Globals = Globals::new();
+/// static X: AtomicU64 = AtomicU64::new(1);
+///
+/// let mut tx = SoftTx::begin(&G);
+/// assert_eq!(G.sw_active().load(Ordering::Relaxed), 1);
+/// let x = tx.read(&X).unwrap();
+/// tx.write(&X, x + 1);
+/// tx.commit().unwrap();
+/// drop(tx);
+/// assert_eq!(X.load(Ordering::Relaxed), 2);
+/// assert_eq!(G.seq().load(Ordering::Relaxed), 2); // one writer commit
+/// assert_eq!(G.sw_active().load(Ordering::Relaxed), 0);
+/// ```
+///
+/// [`SoftTx`]: crate::SoftTx
+/// [`SoftTx::begin`]: crate::SoftTx::begin
+/// [`SerialTx`]: crate::SerialTx
+pub struct Globals {
+    seq: CachePadded<AtomicU64>,
+    sw_active: CachePadded<AtomicU64>,
+    serial: CachePadded<Tickets>,
+}
+
+/// The serial ticket lock; both words share a line, as in any ticket lock.
+struct Tickets {
+    next: AtomicU64,
+    serving: AtomicU64,
+}
+
+impl Globals {
+    /// Creates the metadata of a fresh domain: `seq` 0 (even, no commits),
+    /// `sw_active` 0.
+    ///
+    /// It is `const`, so a domain can be a `static`. (Under `cfg(loom)` it
+    /// is not, because loom's atomics cannot be built in const context.)
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use hytm_fallback::Globals;
+    ///
+    /// static G: Globals = Globals::new();
+    /// assert_eq!(G.seq().load(std::sync::atomic::Ordering::Relaxed), 0);
+    /// ```
+    #[cfg(not(loom))]
+    #[must_use]
+    pub const fn new() -> Self {
+        Globals {
+            seq: CachePadded::new(AtomicU64::new(0)),
+            sw_active: CachePadded::new(AtomicU64::new(0)),
+            serial: CachePadded::new(Tickets {
+                next: AtomicU64::new(0),
+                serving: AtomicU64::new(0),
+            }),
+        }
+    }
+
+    /// Creates the metadata of a fresh domain (loom build: not `const`).
+    #[cfg(loom)]
+    #[must_use]
+    pub fn new() -> Self {
+        Globals {
+            seq: CachePadded::new(AtomicU64::new(0)),
+            sw_active: CachePadded::new(AtomicU64::new(0)),
+            serial: CachePadded::new(Tickets {
+                next: AtomicU64::new(0),
+                serving: AtomicU64::new(0),
+            }),
+        }
+    }
+
+    /// The NOrec sequence lock: odd while a software writer writes back or a
+    /// serial transaction runs. See the table in the [type docs](Globals).
+    ///
+    /// The hardware path reads it right after `xbegin` when `sw_active` is
+    /// non-zero (abort if odd) and adds 2 to it before `xend` if it wrote.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use hytm_fallback::{Globals, SerialTx};
+    /// use std::sync::atomic::Ordering;
+    ///
+    /// let g = Globals::new();
+    /// let tx = SerialTx::begin(&g);
+    /// assert_eq!(g.seq().load(Ordering::Relaxed) % 2, 1); // held
+    /// tx.commit();
+    /// assert_eq!(g.seq().load(Ordering::Relaxed), 2);
+    /// ```
+    #[inline]
+    #[must_use]
+    pub fn seq(&self) -> &AtomicU64 {
+        &self.seq
+    }
+
+    /// The number of software and serial transactions in flight. The
+    /// hardware path reads it right after `xbegin`; 0 means it need not
+    /// touch `seq` at all.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use hytm_fallback::{Globals, SoftTx};
+    /// use std::sync::atomic::Ordering;
+    ///
+    /// let g = Globals::new();
+    /// let tx = SoftTx::begin(&g);
+    /// assert_eq!(g.sw_active().load(Ordering::Relaxed), 1);
+    /// drop(tx);
+    /// assert_eq!(g.sw_active().load(Ordering::Relaxed), 0);
+    /// ```
+    #[inline]
+    #[must_use]
+    pub fn sw_active(&self) -> &AtomicU64 {
+        &self.sw_active
+    }
+
+    /// Whether a serial transaction is queued or running: software writers
+    /// then hold back from the commit CAS so the serial one gets `seq`.
+    #[inline]
+    pub(crate) fn serial_pending(&self) -> bool {
+        // Relaxed: a progress hint only; safety never depends on it (a stale
+        // answer costs one lost race or one needless wait, nothing more).
+        self.serial.next.load(Ordering::Relaxed) != self.serial.serving.load(Ordering::Relaxed)
+    }
+
+    /// Takes the next serial ticket.
+    pub(crate) fn serial_ticket(&self) -> u64 {
+        // Relaxed: the ticket is only an order; what the previous holder
+        // wrote is published through `serial_serving` (Release/Acquire)
+        // and through `seq`.
+        self.serial.next.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// The ticket now allowed to run.
+    pub(crate) fn serial_serving(&self) -> u64 {
+        // Acquire: pairs with the Release in `serial_done`, so the previous
+        // serial transaction happened before ours.
+        self.serial.serving.load(Ordering::Acquire)
+    }
+
+    /// Lets the next serial ticket run; called by the holder of `ticket`.
+    pub(crate) fn serial_done(&self, ticket: u64) {
+        // Release: orders the whole serial transaction (and its `seq`
+        // release) before the next holder's Acquire of this word.
+        self.serial
+            .serving
+            .store(ticket.wrapping_add(1), Ordering::Release);
+    }
+}
+
+impl Default for Globals {
+    /// Same as [`Globals::new`].
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl fmt::Debug for Globals {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Relaxed: a diagnostic snapshot, not synchronisation.
+        let r = Ordering::Relaxed;
+        f.debug_struct("Globals")
+            .field("seq", &self.seq.load(r))
+            .field("sw_active", &self.sw_active.load(r))
+            .field("serial_next", &self.serial.next.load(r))
+            .field("serial_serving", &self.serial.serving.load(r))
+            .finish()
+    }
+}

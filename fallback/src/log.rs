@@ -1,0 +1,345 @@
+//! Transaction logs (read log, write set) and the per-thread pool that
+//! recycles their buffers, so a transaction allocates nothing once its thread
+//! has run one of the same size.
+//!
+//! Logs hold raw word addresses, not references: the pool outlives every
+//! transaction, and a lifetime cannot be stored in it. The transactions that
+//! own a log tie its addresses to their `'env` lifetime and empty the log
+//! before it goes back to the pool (see the `SAFETY` comments at each
+//! dereference in `norec.rs` and `serial.rs`).
+
+use crate::sync::AtomicU64;
+
+/// A logged word address.
+pub(crate) type Addr = *const AtomicU64;
+
+/// Write sets up to this many entries are searched linearly (one cache line
+/// of entries is 4 of them; 16 keeps the scan within 4 lines, where a scan
+/// beats hashing). Above it, an open-addressing index is built.
+const LINEAR_MAX: usize = 16;
+
+/// Pooled buffers larger than this many entries are freed rather than kept,
+/// so one huge transaction does not pin its memory for the thread's life.
+const POOL_MAX_ENTRIES: usize = 1 << 16;
+
+/// Fibonacci hashing multiplier (2^64 / golden ratio), Knuth TAOCP 6.4.
+const FIB: u64 = 0x9E37_79B9_7F4A_7C15;
+
+#[inline]
+fn hash(a: Addr) -> u64 {
+    (a as usize as u64).wrapping_mul(FIB)
+}
+
+/// The filter bit of an address: 6 high bits of its hash.
+#[inline]
+fn filter_bit(a: Addr) -> u64 {
+    1 << (hash(a) >> 58)
+}
+
+/// A set of `(address, value)` pairs with first-insert order kept: the redo
+/// log of a software transaction, the undo log of a serial one.
+///
+/// A one-word Bloom filter answers most misses without a scan (one bit per
+/// address); small sets are scanned linearly; large ones use an index.
+#[derive(Default)]
+pub(crate) struct WriteSet {
+    entries: Vec<(Addr, u64)>,
+    /// Union of `filter_bit` of every entry.
+    filter: u64,
+    /// Open addressing over `entries` (slot = index + 1, 0 = empty); empty
+    /// while `entries.len() <= LINEAR_MAX`; else its length is a power of
+    /// two at least twice `entries.len()`.
+    index: Vec<u32>,
+}
+
+impl WriteSet {
+    pub(crate) const fn new() -> Self {
+        WriteSet {
+            entries: Vec::new(),
+            filter: 0,
+            index: Vec::new(),
+        }
+    }
+
+    #[inline]
+    pub(crate) fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    #[inline]
+    pub(crate) fn entries(&self) -> &[(Addr, u64)] {
+        &self.entries
+    }
+
+    /// Position of `a` in `entries`.
+    #[inline]
+    fn find(&self, a: Addr) -> Option<usize> {
+        if self.filter & filter_bit(a) == 0 {
+            return None;
+        }
+        self.find_slow(a)
+    }
+
+    fn find_slow(&self, a: Addr) -> Option<usize> {
+        if self.index.is_empty() {
+            return self.entries.iter().position(|e| e.0 == a);
+        }
+        let mask = self.index.len() - 1;
+        let mut slot = self.home(a);
+        loop {
+            match self.index[slot] {
+                0 => return None,
+                i if self.entries[i as usize - 1].0 == a => return Some(i as usize - 1),
+                _ => slot = (slot + 1) & mask,
+            }
+        }
+    }
+
+    /// The value logged for `a`, if any.
+    #[inline]
+    pub(crate) fn get(&self, a: Addr) -> Option<u64> {
+        self.find(a).map(|i| self.entries[i].1)
+    }
+
+    /// Whether `a` is in the set.
+    #[inline]
+    pub(crate) fn contains(&self, a: Addr) -> bool {
+        self.find(a).is_some()
+    }
+
+    /// Sets the value of `a`, adding it at the end if absent.
+    #[inline]
+    pub(crate) fn put(&mut self, a: Addr, v: u64) {
+        match self.find(a) {
+            Some(i) => self.entries[i].1 = v,
+            None => self.push_new(a, v),
+        }
+    }
+
+    /// Adds `a`, known to be absent.
+    #[inline]
+    pub(crate) fn push_new(&mut self, a: Addr, v: u64) {
+        debug_assert!(!self.contains(a));
+        self.entries.push((a, v));
+        self.filter |= filter_bit(a);
+        if self.entries.len() > LINEAR_MAX {
+            self.index_new_entry();
+        }
+    }
+
+    #[cold]
+    fn index_new_entry(&mut self) {
+        let n = self.entries.len();
+        if self.index.len() < 2 * n {
+            self.rebuild_index((2 * n).next_power_of_two());
+        } else {
+            self.index_insert(n - 1);
+        }
+    }
+
+    fn rebuild_index(&mut self, len: usize) {
+        assert!(
+            self.entries.len() < u32::MAX as usize,
+            "transaction write set exceeds u32::MAX words"
+        );
+        self.index.clear();
+        self.index.resize(len, 0);
+        for i in 0..self.entries.len() {
+            self.index_insert(i);
+        }
+    }
+
+    fn index_insert(&mut self, i: usize) {
+        let mask = self.index.len() - 1;
+        let mut slot = self.home(self.entries[i].0);
+        while self.index[slot] != 0 {
+            slot = (slot + 1) & mask;
+        }
+        // Cannot truncate: `rebuild_index` bounds `entries.len()`.
+        self.index[slot] = (i + 1) as u32;
+    }
+
+    #[inline]
+    fn home(&self, a: Addr) -> usize {
+        // The index length is a power of two >= 2 * (LINEAR_MAX + 1), so the
+        // shift is in 1..64.
+        let bits = self.index.len().trailing_zeros();
+        (hash(a) >> (64 - bits)) as usize
+    }
+
+    pub(crate) fn clear(&mut self) {
+        self.entries.clear();
+        self.filter = 0;
+        self.index.clear();
+    }
+}
+
+/// The buffers of one transaction, recycled through the thread's pool.
+#[derive(Default)]
+pub(crate) struct Logs {
+    /// Read log of a software transaction: `(address, value seen)`, in read
+    /// order, duplicates allowed (validation is by value).
+    pub(crate) reads: Vec<(Addr, u64)>,
+    /// Redo log (software) or undo log (serial).
+    pub(crate) writes: WriteSet,
+}
+
+impl Logs {
+    const EMPTY: Logs = Logs {
+        reads: Vec::new(),
+        writes: WriteSet::new(),
+    };
+
+    pub(crate) fn clear(&mut self) {
+        self.reads.clear();
+        self.writes.clear();
+    }
+
+    fn too_big(&self) -> bool {
+        self.reads.capacity() > POOL_MAX_ENTRIES
+            || self.writes.entries.capacity() > POOL_MAX_ENTRIES
+    }
+}
+
+/// A transaction's buffers, boxed so that lending them out of the pool and
+/// back moves one pointer, not ten words.
+pub(crate) type LogBox = Box<Logs>;
+
+#[cfg(not(loom))]
+mod pool {
+    use core::cell::Cell;
+
+    use super::LogBox;
+
+    std::thread_local! {
+        /// At most one set of spare buffers per thread: a thread runs one
+        /// transaction at a time, nested ones just allocate.
+        static POOL: Cell<Option<LogBox>> = const { Cell::new(None) };
+    }
+
+    #[inline]
+    pub(super) fn take() -> Option<LogBox> {
+        // `try_with` fails only while the thread's locals are being torn
+        // down; fresh buffers are right then.
+        POOL.try_with(Cell::take).ok().flatten()
+    }
+
+    #[inline]
+    pub(super) fn give(logs: LogBox) {
+        let _ = POOL.try_with(move |p| p.set(Some(logs)));
+    }
+}
+
+/// Under loom all model threads share one OS thread, so a thread-local pool
+/// would mix them up; loom runs are tiny anyway.
+#[cfg(loom)]
+mod pool {
+    use super::LogBox;
+
+    pub(super) fn take() -> Option<LogBox> {
+        None
+    }
+
+    pub(super) fn give(_: LogBox) {}
+}
+
+/// Buffers for a new transaction, from this thread's pool if it has some
+/// (allocated on the thread's first transaction).
+#[inline]
+pub(crate) fn take() -> LogBox {
+    match pool::take() {
+        Some(logs) => logs,
+        None => fresh(),
+    }
+}
+
+#[cold]
+fn fresh() -> LogBox {
+    Box::new(Logs::EMPTY)
+}
+
+/// Returns a transaction's buffers to this thread's pool, emptied first, so
+/// the pool never holds an address.
+#[inline]
+pub(crate) fn give(mut logs: LogBox) {
+    if logs.too_big() {
+        return;
+    }
+    logs.clear();
+    pool::give(logs);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn words(n: usize) -> Vec<AtomicU64> {
+        (0..n).map(|_| AtomicU64::new(0)).collect()
+    }
+
+    #[test]
+    fn small_set_put_get_overwrite() {
+        let w = words(4);
+        let mut s = WriteSet::new();
+        assert!(s.is_empty());
+        assert_eq!(s.get(&w[0]), None);
+        s.put(&w[0], 1);
+        s.put(&w[1], 2);
+        s.put(&w[0], 3);
+        assert_eq!(s.get(&w[0]), Some(3));
+        assert_eq!(s.get(&w[1]), Some(2));
+        assert_eq!(s.get(&w[2]), None);
+        assert_eq!(s.entries().len(), 2);
+        assert_eq!(s.entries()[0], (&w[0] as Addr, 3));
+        s.clear();
+        assert!(s.is_empty());
+        assert_eq!(s.get(&w[0]), None);
+    }
+
+    #[test]
+    fn large_set_uses_index_and_stays_exact() {
+        let n = if cfg!(miri) { 100 } else { 5000 };
+        let w = words(n + 10);
+        let mut s = WriteSet::new();
+        for (i, x) in w.iter().take(n).enumerate() {
+            s.put(x, i as u64);
+        }
+        assert!(!s.index.is_empty());
+        assert!(s.index.len() >= 2 * n && s.index.len().is_power_of_two());
+        for (i, x) in w.iter().take(n).enumerate() {
+            s.put(x, i as u64 * 10);
+        }
+        assert_eq!(s.entries().len(), n);
+        for (i, x) in w.iter().enumerate() {
+            let want = (i < n).then_some(i as u64 * 10);
+            assert_eq!(s.get(x), want, "word {i}");
+        }
+        // Insertion order is kept (write-back and undo rely on it).
+        for (i, e) in s.entries().iter().enumerate() {
+            assert_eq!(e.0, &w[i] as Addr);
+        }
+        s.clear();
+        assert!(s.index.is_empty());
+        assert_eq!(s.get(&w[0]), None);
+    }
+
+    #[test]
+    fn pool_recycles_capacity() {
+        let w = words(8);
+        let mut l = take();
+        for x in &w {
+            l.reads.push((x, 0));
+            l.writes.put(x, 1);
+        }
+        let cap = l.reads.capacity();
+        give(l);
+        let l = take();
+        assert!(l.reads.is_empty() && l.writes.is_empty());
+        assert!(l.reads.capacity() >= cap);
+        // Nested takes get fresh buffers.
+        let l2 = take();
+        assert_eq!(l2.reads.capacity(), 0);
+        give(l2);
+        give(l);
+    }
+}

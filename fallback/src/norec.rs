@@ -1,0 +1,528 @@
+//! The NOrec software transaction engine (Dalessandro, Spear, Scott, "NOrec:
+//! streamlining STM by abolishing ownership records", PPoPP 2010), in its
+//! hybrid form: safe beside hardware transactions that follow the protocol
+//! of [`Globals`].
+//!
+//! Reads are invisible and validated by value against a read log; writes go
+//! to a redo log; a writer commits by taking the sequence lock `seq` (even to
+//! odd), writing back, and releasing it (odd + 1). Any commit, software,
+//! serial or hardware, moves `seq`, and a reader that sees `seq` move
+//! revalidates its whole read log before it returns another value: that is
+//! what makes every transaction opaque.
+
+use core::fmt;
+use core::marker::PhantomData;
+use core::mem::ManuallyDrop;
+
+use crate::log::{self, Addr, LogBox};
+use crate::sync::{fence, AtomicU64, Backoff, Ordering};
+use crate::Globals;
+
+/// How many times [`SoftTx::commit`] may lose the `seq` race (and revalidate
+/// successfully) before it gives up with [`Restart`]. Each loss means another
+/// transaction committed, so the system progresses; the bound only makes the
+/// starvation of *this* thread visible to the caller, who counts restarts and
+/// escalates to [`SerialTx`](crate::SerialTx). 64 rounds with exponential
+/// spinning is far above what a two-party race needs.
+const COMMIT_ROUNDS: u32 = 64;
+
+/// How many times one revalidation may see `seq` move under it (a commit
+/// landed while it checked the read log) before it gives up with
+/// [`Restart`]. Same reasoning as [`COMMIT_ROUNDS`]: progress is global, this
+/// bound makes a starving reader visible. Waiting while `seq` is odd is not
+/// counted: that is waiting for one committer, which finishes.
+const VALIDATE_ROUNDS: u32 = 64;
+
+/// The software transaction saw a state it cannot build on (a word it read
+/// changed, or it lost the commit race too often) and must restart.
+///
+/// Nothing it wrote is visible; call [`SoftTx::restart`] and run the body
+/// again (or escalate to [`SerialTx`](crate::SerialTx) after repeated
+/// restarts).
+///
+/// # Examples
+///
+/// ```
+/// use hytm_fallback::Restart;
+///
+/// let e: Box<dyn std::error::Error> = Box::new(Restart);
+/// assert_eq!(e.to_string(), "software transaction conflict: restart the transaction");
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct Restart;
+
+impl fmt::Display for Restart {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("software transaction conflict: restart the transaction")
+    }
+}
+
+impl std::error::Error for Restart {}
+
+/// One software (NOrec) transaction on one thread, across its restarts.
+///
+/// `'g` is the borrow of the domain's [`Globals`]; `'env` is the lifetime of
+/// the words it may read and write, which must outlive the transaction since
+/// the redo log holds them until commit.
+///
+/// A `SoftTx` counts in `sw_active` from [`begin`](SoftTx::begin) until it is
+/// dropped, restarts included. After [`commit`](SoftTx::commit) returns
+/// `Ok`, the same value is a fresh transaction that starts at the commit
+/// point; after `Err(Restart)` (from `read` or `commit`) call
+/// [`restart`](SoftTx::restart) before running the body again.
+///
+/// It is neither `Send` nor `Sync`: it belongs to the thread that began it.
+///
+/// # Examples
+///
+/// A transfer between two words, retried until it commits:
+///
+/// ```
+/// use hytm_fallback::{Globals, Restart, SoftTx};
+/// use std::sync::atomic::{AtomicU64, Ordering};
+///
+/// static G: Globals = Globals::new();
+/// static A: AtomicU64 = AtomicU64::new(100);
+/// static B: AtomicU64 = AtomicU64::new(0);
+///
+/// fn transfer(n: u64) {
+///     let mut tx = SoftTx::begin(&G);
+///     loop {
+///         let r: Result<(), Restart> = (|| {
+///             let a = tx.read(&A)?;
+///             let b = tx.read(&B)?;
+///             tx.write(&A, a - n);
+///             tx.write(&B, b + n);
+///             tx.commit()
+///         })();
+///         match r {
+///             Ok(()) => return,
+///             Err(Restart) => tx.restart(),
+///         }
+///     }
+/// }
+///
+/// let ts: Vec<_> = (0..4).map(|_| std::thread::spawn(|| transfer(10))).collect();
+/// for t in ts {
+///     t.join().unwrap();
+/// }
+/// assert_eq!(A.load(Ordering::Relaxed), 60);
+/// assert_eq!(B.load(Ordering::Relaxed), 40);
+/// ```
+pub struct SoftTx<'g, 'env> {
+    g: &'g Globals,
+    /// The even `seq` value at which every logged read is known consistent.
+    snapshot: u64,
+    /// Number of `restart` calls.
+    restarts: u32,
+    /// Read log and redo log; every address in them came from a
+    /// `&'env AtomicU64`.
+    logs: ManuallyDrop<LogBox>,
+    _env: PhantomData<&'env AtomicU64>,
+}
+
+impl<'g, 'env> SoftTx<'g, 'env> {
+    /// Starts a software transaction: increments `sw_active` (which aborts
+    /// every hardware transaction in flight and makes later ones count their
+    /// commits in `seq`), then snapshots `seq`, waiting while it is odd.
+    ///
+    /// Its log buffers come from this thread's pool: no allocation once the
+    /// thread has run a transaction of the same size.
+    ///
+    /// Do not call it on a thread that holds a [`SerialTx`](crate::SerialTx)
+    /// of the same domain: it would wait for that thread forever.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use hytm_fallback::{Globals, SoftTx};
+    /// use std::sync::atomic::Ordering;
+    ///
+    /// let g = Globals::new();
+    /// let tx = SoftTx::begin(&g);
+    /// assert_eq!(g.sw_active().load(Ordering::Relaxed), 1);
+    /// assert!(tx.is_read_only());
+    /// ```
+    #[inline]
+    #[must_use]
+    pub fn begin(g: &'g Globals) -> Self {
+        // SeqCst: this is a store followed by loads of other locations (the
+        // `seq` snapshot, then the words): a Dekker pattern against hardware
+        // transactions, which read `sw_active` first. Only a SeqCst RMW (a
+        // full barrier, `lock xadd` on x86) keeps our increment from being
+        // ordered after those loads; with it, any hardware transaction that
+        // can still commit without moving `seq` committed before our snapshot.
+        g.sw_active().fetch_add(1, Ordering::SeqCst);
+        let mut tx = SoftTx {
+            g,
+            snapshot: 0,
+            restarts: 0,
+            logs: ManuallyDrop::new(log::take()),
+            _env: PhantomData,
+        };
+        tx.snapshot = tx.even_seq();
+        tx
+    }
+
+    /// Reads a word: from the redo log if this transaction wrote it, else
+    /// from memory, checked consistent with every earlier read.
+    ///
+    /// # Errors
+    ///
+    /// [`Restart`] if a word read earlier has changed since (a commit made
+    /// the read set inconsistent), or if commits kept landing while it
+    /// revalidated. The value is never returned in that case: the
+    /// transaction never sees an inconsistent state (opacity).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use hytm_fallback::{Globals, SoftTx};
+    /// use std::sync::atomic::AtomicU64;
+    ///
+    /// let g = Globals::new();
+    /// let x = AtomicU64::new(7);
+    /// let mut tx = SoftTx::begin(&g);
+    /// assert_eq!(tx.read(&x), Ok(7));
+    /// tx.write(&x, 8);
+    /// assert_eq!(tx.read(&x), Ok(8)); // read-your-writes
+    /// ```
+    #[inline]
+    pub fn read(&mut self, w: &'env AtomicU64) -> Result<u64, Restart> {
+        let a: Addr = w;
+        if let Some(v) = self.logs.writes.get(a) {
+            return Ok(v);
+        }
+        // Relaxed: the seqlock reader pattern; the Acquire fence below orders
+        // it before the `seq` re-check.
+        let mut v = w.load(Ordering::Relaxed);
+        // Acquire fence: if `v` came from a writer's store (made after that
+        // writer's Release fence), the writer's odd `seq` is visible to the
+        // re-check below, so a torn snapshot is always noticed.
+        fence(Ordering::Acquire);
+        // Relaxed: ordered after the data load by the fence above.
+        if self.g.seq().load(Ordering::Relaxed) != self.snapshot {
+            v = self.read_slow(w)?;
+        }
+        self.logs.reads.push((a, v));
+        Ok(v)
+    }
+
+    /// `seq` moved since the snapshot: revalidate, then read again at the new
+    /// snapshot (NOrec's read loop).
+    #[cold]
+    #[inline(never)]
+    fn read_slow(&mut self, w: &'env AtomicU64) -> Result<u64, Restart> {
+        loop {
+            self.revalidate()?;
+            // Relaxed, fence, Relaxed: the seqlock reader, as in `read`.
+            let v = w.load(Ordering::Relaxed);
+            fence(Ordering::Acquire);
+            if self.g.seq().load(Ordering::Relaxed) == self.snapshot {
+                return Ok(v);
+            }
+        }
+    }
+
+    /// Writes a word into the redo log (overwriting an earlier write of the
+    /// same word). Nothing reaches memory before [`commit`](Self::commit).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use hytm_fallback::{Globals, SoftTx};
+    /// use std::sync::atomic::{AtomicU64, Ordering};
+    ///
+    /// let g = Globals::new();
+    /// let x = AtomicU64::new(0);
+    /// let mut tx = SoftTx::begin(&g);
+    /// tx.write(&x, 1);
+    /// tx.write(&x, 2);
+    /// assert_eq!(x.load(Ordering::Relaxed), 0); // buffered
+    /// tx.commit().unwrap();
+    /// assert_eq!(x.load(Ordering::Relaxed), 2);
+    /// ```
+    #[inline]
+    pub fn write(&mut self, w: &'env AtomicU64, v: u64) {
+        self.logs.writes.put(w, v);
+    }
+
+    /// Commits: a read-only transaction at once (its reads were consistent
+    /// at its snapshot); a writer takes `seq` (CAS snapshot to snapshot + 1,
+    /// revalidating and retrying if another commit got in first), writes its
+    /// redo log back, and releases `seq` at snapshot + 2.
+    ///
+    /// After `Ok`, the logs are empty and the transaction continues as a new
+    /// one that starts at the commit point.
+    ///
+    /// # Errors
+    ///
+    /// [`Restart`] if a word read has changed since it was read, or if the
+    /// commit lost the `seq` race too many times in a row (the caller's
+    /// restart count then decides when to escalate to
+    /// [`SerialTx`](crate::SerialTx)). Nothing was written.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use hytm_fallback::{Globals, Restart, SoftTx};
+    /// use std::sync::atomic::{AtomicU64, Ordering};
+    ///
+    /// let g = Globals::new();
+    /// let x = AtomicU64::new(0);
+    ///
+    /// let mut t1 = SoftTx::begin(&g);
+    /// let v = t1.read(&x).unwrap();
+    /// t1.write(&x, v + 1);
+    ///
+    /// let mut t2 = SoftTx::begin(&g);
+    /// t2.write(&x, 10);
+    /// t2.commit().unwrap(); // x changed under t1
+    ///
+    /// assert_eq!(t1.commit(), Err(Restart));
+    /// t1.restart();
+    /// let v = t1.read(&x).unwrap();
+    /// t1.write(&x, v + 1);
+    /// t1.commit().unwrap();
+    /// assert_eq!(x.load(Ordering::Relaxed), 11);
+    /// ```
+    #[inline]
+    pub fn commit(&mut self) -> Result<(), Restart> {
+        if self.logs.writes.is_empty() {
+            self.logs.reads.clear();
+            return Ok(());
+        }
+        let s = self.snapshot;
+        let won = !self.g.serial_pending()
+            // Acquire on success: we read the last release of `seq`, so
+            // every earlier commit's write-back happens before ours.
+            // Relaxed on failure: `lock_slow` re-reads `seq` with Acquire.
+            && self
+                .g
+                .seq()
+                .compare_exchange(s, s + 1, Ordering::Acquire, Ordering::Relaxed)
+                .is_ok();
+        if !won {
+            self.lock_slow()?;
+        }
+        self.write_back();
+        Ok(())
+    }
+
+    /// Takes `seq` after the fast CAS failed (or a serial transaction was
+    /// queued): revalidate at the current `seq`, retry, up to `COMMIT_ROUNDS`.
+    #[cold]
+    #[inline(never)]
+    fn lock_slow(&mut self) -> Result<(), Restart> {
+        let backoff = Backoff::new();
+        for _ in 0..COMMIT_ROUNDS {
+            let waiting = Backoff::new();
+            while self.g.serial_pending() {
+                waiting.snooze();
+            }
+            // Relaxed: only a hint whether to revalidate; `revalidate` takes
+            // its own Acquire snapshot, and the CAS decides.
+            if self.g.seq().load(Ordering::Relaxed) != self.snapshot {
+                self.revalidate()?;
+            }
+            let s = self.snapshot;
+            // Acquire / Relaxed: as in `commit`.
+            if self
+                .g
+                .seq()
+                .compare_exchange(s, s + 1, Ordering::Acquire, Ordering::Relaxed)
+                .is_ok()
+            {
+                return Ok(());
+            }
+            backoff.spin();
+        }
+        Err(Restart)
+    }
+
+    /// We hold `seq` (odd = snapshot + 1): publish the redo log, release.
+    #[inline]
+    fn write_back(&mut self) {
+        // Release fence: orders our odd `seq` before every data store below,
+        // so a reader whose (Acquire-fenced) load sees one of them also sees
+        // `seq` odd or later, and rejects its snapshot.
+        fence(Ordering::Release);
+        for &(a, v) in self.logs.writes.entries() {
+            // SAFETY: `a` was logged by `write` from a `&'env AtomicU64`; we
+            // are inside `&mut self` of a `SoftTx<'_, 'env>`, so `'env` is
+            // still live and the word is valid. Only atomic access is made.
+            let w = unsafe { &*a };
+            // Relaxed: published by the Release store of `seq` below.
+            w.store(v, Ordering::Relaxed);
+        }
+        let s = self.snapshot + 2;
+        // Release: publishes the write-back to whoever Acquire-loads `seq`.
+        self.g.seq().store(s, Ordering::Release);
+        self.snapshot = s;
+        self.logs.clear();
+    }
+
+    /// Validates the read log by value at a fresh even `seq`, and moves the
+    /// snapshot there.
+    ///
+    /// Returns `Err(Restart)` if a logged word has another value now, or if
+    /// `seq` moved under the check `VALIDATE_ROUNDS` times.
+    #[cold]
+    #[inline(never)]
+    fn revalidate(&mut self) -> Result<(), Restart> {
+        let backoff = Backoff::new();
+        for _ in 0..VALIDATE_ROUNDS {
+            let s = self.even_seq();
+            for &(a, v) in &self.logs.reads {
+                // SAFETY: `a` was logged by `read` from a `&'env AtomicU64`,
+                // and `'env` outlives `self`; only atomic access is made.
+                let w = unsafe { &*a };
+                // Relaxed: the Acquire fence below orders these before the
+                // `seq` re-check (seqlock reader).
+                if w.load(Ordering::Relaxed) != v {
+                    return Err(Restart);
+                }
+            }
+            // Acquire fence: as in `read`.
+            fence(Ordering::Acquire);
+            // Relaxed: ordered after the data loads by the fence.
+            if self.g.seq().load(Ordering::Relaxed) == s {
+                self.snapshot = s;
+                return Ok(());
+            }
+            backoff.spin();
+        }
+        Err(Restart)
+    }
+
+    /// Loads `seq`, waiting while it is odd (a writer writes back or a serial
+    /// transaction runs).
+    #[inline]
+    fn even_seq(&self) -> u64 {
+        // SeqCst (an Acquire load everywhere that matters): Acquire so the
+        // data of every commit up to the value read is visible to our later
+        // loads; SeqCst so that in `begin` it pairs with the SeqCst
+        // increment of `sw_active` (Dekker). It costs a plain load on x86.
+        let s = self.g.seq().load(Ordering::SeqCst);
+        if s & 1 == 0 {
+            return s;
+        }
+        self.wait_even()
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn wait_even(&self) -> u64 {
+        let backoff = Backoff::new();
+        loop {
+            backoff.snooze();
+            // SeqCst: as in `even_seq`.
+            let s = self.g.seq().load(Ordering::SeqCst);
+            if s & 1 == 0 {
+                return s;
+            }
+        }
+    }
+
+    /// Forgets this attempt (both logs) and takes a fresh snapshot, waiting
+    /// while `seq` is odd. The transaction stays counted in `sw_active`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use hytm_fallback::{Globals, SoftTx};
+    /// use std::sync::atomic::{AtomicU64, Ordering};
+    ///
+    /// let g = Globals::new();
+    /// let x = AtomicU64::new(0);
+    /// let mut tx = SoftTx::begin(&g);
+    /// tx.write(&x, 5);
+    /// tx.restart();
+    /// assert!(tx.is_read_only());
+    /// assert_eq!(tx.restarts(), 1);
+    /// assert_eq!(g.sw_active().load(Ordering::Relaxed), 1);
+    /// tx.commit().unwrap();
+    /// assert_eq!(x.load(Ordering::Relaxed), 0);
+    /// ```
+    pub fn restart(&mut self) {
+        self.logs.clear();
+        self.restarts = self.restarts.saturating_add(1);
+        self.snapshot = self.even_seq();
+    }
+
+    /// Whether this attempt has written nothing (its commit is then free).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use hytm_fallback::{Globals, SoftTx};
+    /// use std::sync::atomic::AtomicU64;
+    ///
+    /// let g = Globals::new();
+    /// let x = AtomicU64::new(0);
+    /// let mut tx = SoftTx::begin(&g);
+    /// tx.read(&x).unwrap();
+    /// assert!(tx.is_read_only());
+    /// tx.write(&x, 1);
+    /// assert!(!tx.is_read_only());
+    /// ```
+    #[inline]
+    #[must_use]
+    pub fn is_read_only(&self) -> bool {
+        self.logs.writes.is_empty()
+    }
+
+    /// How many times [`restart`](Self::restart) was called: the count a
+    /// dispatcher uses to decide when to escalate to
+    /// [`SerialTx`](crate::SerialTx).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use hytm_fallback::{Globals, SoftTx};
+    ///
+    /// let g = Globals::new();
+    /// let mut tx = SoftTx::begin(&g);
+    /// assert_eq!(tx.restarts(), 0);
+    /// tx.restart();
+    /// assert_eq!(tx.restarts(), 1);
+    /// ```
+    #[inline]
+    #[must_use]
+    pub fn restarts(&self) -> u32 {
+        self.restarts
+    }
+
+    /// The domain this transaction runs in.
+    #[inline]
+    #[must_use]
+    pub fn globals(&self) -> &'g Globals {
+        self.g
+    }
+}
+
+impl Drop for SoftTx<'_, '_> {
+    /// Leaves `sw_active` (exactly once: `Drop` runs once) and returns the
+    /// log buffers to the thread's pool. Uncommitted writes were only in the
+    /// redo log, so a transaction dropped by a panic leaves nothing behind.
+    fn drop(&mut self) {
+        // SAFETY: `drop` runs once and nothing touches `self.logs` after
+        // this line, so taking the box out of its `ManuallyDrop` is sound.
+        let logs = unsafe { ManuallyDrop::take(&mut self.logs) };
+        log::give(logs);
+        // Release: a hardware transaction that then reads 0 skips `seq`; our
+        // last write-back (already published by `seq`) is ordered before.
+        self.g.sw_active().fetch_sub(1, Ordering::Release);
+    }
+}
+
+impl fmt::Debug for SoftTx<'_, '_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SoftTx")
+            .field("snapshot", &self.snapshot)
+            .field("reads", &self.logs.reads.len())
+            .field("writes", &self.logs.writes.entries().len())
+            .field("restarts", &self.restarts)
+            .finish()
+    }
+}

@@ -1,0 +1,251 @@
+//! The serial-irrevocable mode: one transaction at a time holds `seq` odd and
+//! works directly on memory. It is the last resort after repeated software
+//! restarts, and the mode for work that cannot be undone.
+
+use core::fmt;
+use core::marker::PhantomData;
+use core::mem::ManuallyDrop;
+
+use crate::log::{self, Addr, LogBox};
+use crate::sync::{fence, AtomicU64, Backoff, Ordering};
+use crate::Globals;
+
+/// A serial-irrevocable transaction: while it lives, `seq` is odd, so no
+/// other software, serial or hardware transaction commits, and it reads and
+/// writes memory directly. It cannot fail or restart.
+///
+/// Serial transactions queue in FIFO order (a ticket lock in [`Globals`]),
+/// and software writers let a queued one take `seq` first, so it starts
+/// after at most the write-backs already under way and the serial
+/// transactions ahead of it.
+///
+/// If it is dropped without [`commit`](SerialTx::commit) (a panic, or an
+/// early drop), its writes are undone from the undo log, in reverse order,
+/// before `seq` is released: a panicking serial transaction leaves no
+/// partial writes. (Effects outside the transactional words, such as I/O,
+/// are of course not undone.)
+///
+/// It is neither `Send` nor `Sync`. Do not begin a [`SoftTx`](crate::SoftTx)
+/// or a second `SerialTx` of the same domain on the thread that holds one:
+/// they would wait for it forever.
+///
+/// # Examples
+///
+/// ```
+/// use hytm_fallback::{Globals, SerialTx};
+/// use std::sync::atomic::{AtomicU64, Ordering};
+///
+/// static G: Globals = Globals::new();
+/// static X: AtomicU64 = AtomicU64::new(0);
+///
+/// let ts: Vec<_> = (0..4)
+///     .map(|_| {
+///         std::thread::spawn(|| {
+///             let mut tx = SerialTx::begin(&G);
+///             let x = tx.read(&X);
+///             tx.write(&X, x + 1);
+///             tx.commit();
+///         })
+///     })
+///     .collect();
+/// for t in ts {
+///     t.join().unwrap();
+/// }
+/// assert_eq!(X.load(Ordering::Relaxed), 4);
+/// assert_eq!(G.seq().load(Ordering::Relaxed), 8); // 4 serial commits
+/// ```
+pub struct SerialTx<'g, 'env> {
+    g: &'g Globals,
+    /// The odd `seq` value we installed.
+    odd: u64,
+    /// Our serial ticket, released on drop.
+    ticket: u64,
+    committed: bool,
+    /// Undo log in `logs.writes`: first value of every word written, from a
+    /// `&'env AtomicU64`.
+    logs: ManuallyDrop<LogBox>,
+    _env: PhantomData<&'env AtomicU64>,
+}
+
+impl<'g, 'env> SerialTx<'g, 'env> {
+    /// Starts a serial transaction: increments `sw_active`, waits for its
+    /// serial ticket, then makes `seq` odd by a CAS from an even value
+    /// (waiting while another writer holds it). From then on no other
+    /// transaction of the domain commits until this one ends.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use hytm_fallback::{Globals, SerialTx};
+    /// use std::sync::atomic::Ordering;
+    ///
+    /// let g = Globals::new();
+    /// let tx = SerialTx::begin(&g);
+    /// assert_eq!(g.seq().load(Ordering::Relaxed), 1);
+    /// assert_eq!(g.sw_active().load(Ordering::Relaxed), 1);
+    /// drop(tx);
+    /// assert_eq!(g.seq().load(Ordering::Relaxed), 2);
+    /// assert_eq!(g.sw_active().load(Ordering::Relaxed), 0);
+    /// ```
+    #[must_use]
+    pub fn begin(g: &'g Globals) -> Self {
+        // SeqCst: as in `SoftTx::begin`, the increment must be globally
+        // ordered before our loads of `seq` and of the words (it aborts the
+        // hardware transactions in flight; later ones then watch `seq`).
+        g.sw_active().fetch_add(1, Ordering::SeqCst);
+        let ticket = g.serial_ticket();
+        let backoff = Backoff::new();
+        while g.serial_serving() != ticket {
+            backoff.snooze();
+        }
+        let backoff = Backoff::new();
+        let odd = loop {
+            // Relaxed: only a guess for the CAS, which decides.
+            let s = g.seq().load(Ordering::Relaxed);
+            if s & 1 == 1 {
+                backoff.snooze();
+                continue;
+            }
+            // Acquire on success: we take over from the last release of
+            // `seq`, so every earlier commit's writes happen before our
+            // direct reads. Relaxed on failure: we retry.
+            match g
+                .seq()
+                .compare_exchange(s, s + 1, Ordering::Acquire, Ordering::Relaxed)
+            {
+                Ok(_) => break s + 1,
+                Err(_) => backoff.spin(),
+            }
+        };
+        // Release fence: orders the odd `seq` before our direct data stores,
+        // so a software reader whose load sees one of them also sees `seq`
+        // odd or later, and rejects its snapshot.
+        fence(Ordering::Release);
+        SerialTx {
+            g,
+            odd,
+            ticket,
+            committed: false,
+            logs: ManuallyDrop::new(log::take()),
+            _env: PhantomData,
+        }
+    }
+
+    /// Reads a word directly.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use hytm_fallback::{Globals, SerialTx};
+    /// use std::sync::atomic::AtomicU64;
+    ///
+    /// let g = Globals::new();
+    /// let x = AtomicU64::new(3);
+    /// let mut tx = SerialTx::begin(&g);
+    /// assert_eq!(tx.read(&x), 3);
+    /// ```
+    #[inline]
+    pub fn read(&mut self, w: &'env AtomicU64) -> u64 {
+        // Relaxed: nobody else stores while we hold `seq` odd, and our
+        // Acquire CAS made all earlier commits visible.
+        w.load(Ordering::Relaxed)
+    }
+
+    /// Writes a word directly, saving its old value in the undo log the
+    /// first time this transaction writes it.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use hytm_fallback::{Globals, SerialTx};
+    /// use std::sync::atomic::{AtomicU64, Ordering};
+    ///
+    /// let g = Globals::new();
+    /// let x = AtomicU64::new(3);
+    /// let mut tx = SerialTx::begin(&g);
+    /// tx.write(&x, 4);
+    /// assert_eq!(x.load(Ordering::Relaxed), 4); // direct
+    /// drop(tx); // not committed: undone
+    /// assert_eq!(x.load(Ordering::Relaxed), 3);
+    /// ```
+    #[inline]
+    pub fn write(&mut self, w: &'env AtomicU64, v: u64) {
+        let a: Addr = w;
+        if !self.logs.writes.contains(a) {
+            // Relaxed: as in `read`.
+            let old = w.load(Ordering::Relaxed);
+            self.logs.writes.push_new(a, old);
+        }
+        // Relaxed: published by the Release store of `seq` when we end; a
+        // reader that sees it early is caught by the Release fence in `begin`.
+        w.store(v, Ordering::Relaxed);
+    }
+
+    /// Commits: releases `seq` at odd + 1 (even, a new value, so every
+    /// software reader revalidates) and leaves `sw_active`. The writes are
+    /// already in memory.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use hytm_fallback::{Globals, SerialTx};
+    /// use std::sync::atomic::{AtomicU64, Ordering};
+    ///
+    /// let g = Globals::new();
+    /// let x = AtomicU64::new(0);
+    /// let mut tx = SerialTx::begin(&g);
+    /// tx.write(&x, 9);
+    /// tx.commit();
+    /// assert_eq!(x.load(Ordering::Relaxed), 9);
+    /// assert_eq!(g.seq().load(Ordering::Relaxed), 2);
+    /// ```
+    pub fn commit(mut self) {
+        self.committed = true;
+        // `Drop` releases.
+    }
+
+    /// Restores every written word to its first value, newest first.
+    #[cold]
+    fn roll_back(&mut self) {
+        for &(a, old) in self.logs.writes.entries().iter().rev() {
+            // SAFETY: `a` was logged by `write` from a `&'env AtomicU64`, and
+            // a `SerialTx<'_, 'env>` (being dropped now) never outlives
+            // `'env`; only atomic access is made.
+            let w = unsafe { &*a };
+            // Relaxed: published by the Release store of `seq` in `drop`.
+            w.store(old, Ordering::Relaxed);
+        }
+    }
+}
+
+impl Drop for SerialTx<'_, '_> {
+    /// Undoes the writes unless committed, then releases `seq` (odd + 1,
+    /// never back to the old value, so a reader that glimpsed an undone
+    /// write still revalidates), the serial ticket, and `sw_active`.
+    fn drop(&mut self) {
+        if !self.committed {
+            self.roll_back();
+        }
+        // SAFETY: `drop` runs once and nothing touches `self.logs` after
+        // this line, so taking the box out of its `ManuallyDrop` is sound.
+        let logs = unsafe { ManuallyDrop::take(&mut self.logs) };
+        log::give(logs);
+        // Release: publishes our writes (or the undo) to every Acquire load
+        // of `seq`.
+        self.g.seq().store(self.odd + 1, Ordering::Release);
+        self.g.serial_done(self.ticket);
+        // Release: a hardware transaction that then reads 0 skips `seq`; our
+        // writes are ordered before.
+        self.g.sw_active().fetch_sub(1, Ordering::Release);
+    }
+}
+
+impl fmt::Debug for SerialTx<'_, '_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SerialTx")
+            .field("seq", &self.odd)
+            .field("ticket", &self.ticket)
+            .field("writes", &self.logs.writes.entries().len())
+            .finish()
+    }
+}

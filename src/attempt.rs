@@ -1,0 +1,176 @@
+//! The hardware attempt loop shared by elided locks and `atomic`: begin,
+//! subscribe, and on abort carry out what [`Policy::decide`] says.
+//!
+//! The loop returns *inside* a transaction. When that transaction aborts
+//! later (in the caller's critical section), the CPU rolls every register
+//! and memory location back to the `xbegin` in this loop, stack frame
+//! included, and the loop goes on with the abort status: the same shape as
+//! glibc's elided `pthread_mutex_lock`.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::policy::{Adaptive, Decision, History, Policy};
+use crate::rtm::{AbortStatus, Rtm};
+use crate::runtime::Runtime;
+use crate::stats::{Execution, SiteId};
+
+/// Why the loop gave up on hardware.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum GaveUp {
+    /// The policy ran out of budget for the aborts seen: counts against the
+    /// site's adaptive state.
+    Budget,
+    /// The lock stayed busy (or was busy too many times): the hardware did
+    /// nothing wrong, so the adaptive state is left alone.
+    Busy,
+    /// The adaptive state said to skip hardware for this execution.
+    Skipped,
+    /// Injection is on but RTM is not: a non-injected attempt cannot run.
+    NoHardware,
+}
+
+/// Runs hardware attempts until one is inside a transaction that passed
+/// `subscribe`, or the policy gives up.
+///
+/// `subscribe` runs right after `xbegin` and must abort (with an explicit
+/// code) if the protected resource is busy. `wait` runs on
+/// [`Decision::WaitThenRetry`], outside any transaction; it returns `false`
+/// when waiting should stop and the caller should take its fallback (which
+/// can block properly instead of spinning).
+///
+/// On `Err`, the returned [`Execution`] holds the aborts not yet counted; the
+/// caller adds its fallback and counts it.
+#[inline]
+pub(crate) fn begin(
+    rt: &Runtime,
+    policy: &Policy,
+    site: SiteId,
+    subscribe: impl Fn(Rtm),
+    wait: impl Fn() -> bool,
+) -> Result<Rtm, (Execution, GaveUp)> {
+    let mut exec = Execution::default();
+    let mut history = History::default();
+    loop {
+        let status = match next_attempt(rt, &mut exec, site) {
+            Attempt::Hardware(rtm) => match rtm.begin() {
+                Ok(()) => {
+                    subscribe(rtm);
+                    return Ok(rtm);
+                }
+                Err(status) => status,
+            },
+            Attempt::Injected(status) => status,
+            Attempt::Unavailable => return Err((exec, GaveUp::NoHardware)),
+        };
+        exec.attempts += 1;
+        exec.abort(status);
+        Policy::record(&mut history, status);
+        history.random = fastrand::u32(..);
+        match policy.decide(&history, status) {
+            Decision::Retry { spins } => {
+                exec.retries += 1;
+                spin(spins);
+            }
+            Decision::WaitThenRetry => {
+                history.waits += 1;
+                exec.waits += 1;
+                if !wait() {
+                    return Err((exec, GaveUp::Busy));
+                }
+            }
+            Decision::Fallback if history.charged == 0 => return Err((exec, GaveUp::Busy)),
+            Decision::Fallback => return Err((exec, GaveUp::Budget)),
+        }
+    }
+}
+
+enum Attempt {
+    Hardware(Rtm),
+    Injected(AbortStatus),
+    Unavailable,
+}
+
+#[inline]
+fn next_attempt(rt: &Runtime, exec: &mut Execution, site: SiteId) -> Attempt {
+    if let Some(status) = roll_injection(rt) {
+        exec.injected += 1;
+        return Attempt::Injected(status);
+    }
+    match rt.rtm {
+        Some(rtm) => {
+            // Counters of earlier aborts go out now: once inside the
+            // transaction nothing may be written to shared memory, and on the
+            // success path the commit is counted after `xend`.
+            if exec.attempts > 0 {
+                exec.commit_to(site);
+                *exec = Execution::default();
+            }
+            Attempt::Hardware(rtm)
+        }
+        None => Attempt::Unavailable,
+    }
+}
+
+/// An injected abort for this attempt, if an injection rule fires.
+#[inline]
+fn roll_injection(rt: &Runtime) -> Option<crate::rtm::AbortStatus> {
+    let rules = rt.config.injections();
+    if rules.is_empty() {
+        return None;
+    }
+    rules
+        .iter()
+        .find(|r| r.probability > 0.0 && fastrand::f64() < r.probability)
+        .map(|r| r.cause.synthetic_status())
+}
+
+/// Jittered backoff between charged retries: `spins` pause iterations.
+#[inline]
+fn spin(spins: u32) {
+    for _ in 0..spins {
+        std::hint::spin_loop();
+    }
+}
+
+/// The adaptive state of one site, packed in a word beside the lock it
+/// governs. Threads update it racily with relaxed loads and stores: it is a
+/// heuristic, a lost update only shifts a skip length. It is written only
+/// when it changes, which on the hardware path happens only while the site
+/// is recovering, so a steady hardware workload never writes it.
+#[derive(Debug, Default)]
+pub(crate) struct AdaptiveWord(AtomicU64);
+
+impl AdaptiveWord {
+    pub(crate) const fn new() -> Self {
+        AdaptiveWord(AtomicU64::new(0))
+    }
+
+    /// Whether this execution should try hardware (consumes one skip).
+    #[inline]
+    pub(crate) fn should_try_hardware(&self) -> bool {
+        // Relaxed: a heuristic with no data depending on it.
+        let word = self.0.load(Ordering::Relaxed);
+        if word == 0 {
+            return true;
+        }
+        let mut a = Adaptive::unpack(word);
+        let go = a.should_try_hardware();
+        self.0.store(a.pack(), Ordering::Relaxed);
+        go
+    }
+
+    /// Records how an execution that tried hardware ended.
+    #[inline]
+    pub(crate) fn record(&self, committed_in_hardware: bool) {
+        let word = self.0.load(Ordering::Relaxed);
+        if word == 0 && committed_in_hardware {
+            return;
+        }
+        let mut a = Adaptive::unpack(word);
+        a.record(committed_in_hardware);
+        let new = a.pack();
+        if new != word {
+            self.0.store(new, Ordering::Relaxed);
+        }
+    }
+}

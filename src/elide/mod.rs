@@ -1,0 +1,340 @@
+//! Lock elision: [`ElidedMutex`] and [`ElidedRwLock`].
+//!
+//! Each elided lock is a raw lock (`RawElidedMutex`, `RawElidedRwLock`)
+//! implementing `lock_api`'s raw traits around one of parking_lot's raw
+//! locks, plus `lock_api`'s data wrapper. A critical section first runs as an
+//! RTM transaction that reads the real lock's word right after `xbegin`
+//! (eager subscription) and aborts with `0xff` if it is held; when the policy
+//! gives up, the section runs under the real lock. The guard state records
+//! how the section got in ([`Entry`]) and release dispatches on that, never
+//! on the lock word.
+
+mod mutex;
+mod rwlock;
+
+pub use mutex::{ElidedMutex, ElidedMutexGuard, RawElidedMutex};
+pub use rwlock::{ElidedRwLock, ElidedRwLockReadGuard, ElidedRwLockWriteGuard, RawElidedRwLock};
+
+use std::cell::Cell;
+use std::marker::PhantomData;
+
+use crate::attempt::{self, AdaptiveWord, GaveUp};
+use crate::policy::Policy;
+use crate::rtm::{code, Rtm};
+use crate::runtime::{runtime, Runtime};
+use crate::stats::{Execution, SiteId, SiteKind};
+
+/// Per-acquisition state kept in a guard: how the section got in.
+///
+/// `!Send`: a transaction belongs to the thread that began it, and parking_lot
+/// locks must be released by the thread that took them.
+pub struct GuardState<G> {
+    entry: Entry<G>,
+    _not_send: PhantomData<*mut ()>,
+}
+
+/// How a critical section was entered.
+enum Entry<G> {
+    /// Inside an RTM transaction subscribed to the lock word.
+    Transaction(Rtm),
+    /// Holding the real lock, with its guard state.
+    Locked(G),
+}
+
+impl<G> GuardState<G> {
+    fn transaction(rtm: Rtm) -> Self {
+        GuardState {
+            entry: Entry::Transaction(rtm),
+            _not_send: PhantomData,
+        }
+    }
+
+    fn locked(g: G) -> Self {
+        GuardState {
+            entry: Entry::Locked(g),
+            _not_send: PhantomData,
+        }
+    }
+
+    /// Whether this acquisition runs as a hardware transaction.
+    pub fn is_transactional(&self) -> bool {
+        matches!(self.entry, Entry::Transaction(_))
+    }
+}
+
+/// What elided locks of both kinds share: the site their statistics go to,
+/// their policy (or the global one) and their adaptive state.
+#[derive(Debug)]
+struct Elision {
+    adaptive: AdaptiveWord,
+    site: SiteId,
+    policy: Option<Policy>,
+}
+
+/// How a transactional section enters when already inside a transaction.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Nesting {
+    /// `lock`/`write`/`read`: abort if the lock is busy or already held by
+    /// this transaction (the real lock would deadlock there).
+    Blocking,
+    /// `try_*`: report the lock as unavailable instead.
+    Try,
+}
+
+impl Elision {
+    const fn new(site: SiteId) -> Self {
+        Elision {
+            adaptive: AdaptiveWord::new(),
+            site,
+            policy: None,
+        }
+    }
+
+    fn policy<'a>(&'a self, rt: &'a Runtime) -> &'a Policy {
+        self.policy.as_ref().unwrap_or(rt.config.default_policy())
+    }
+
+    fn name(&mut self, kind: SiteKind, name: &str) {
+        self.site = SiteId::named(kind, name);
+    }
+
+    /// Tries to enter as a transaction. `Ok(Some(rtm))`: inside a
+    /// transaction subscribed to the lock; `Ok(None)`: take the real lock;
+    /// `Err(())`: (only with [`Nesting::Try`]) the lock is unavailable.
+    ///
+    /// `key` identifies the lock and access kind in this thread's held set;
+    /// `busy` reads the lock word; `conflicts` says whether a held key of the
+    /// same lock excludes this acquisition.
+    #[inline]
+    fn enter(
+        &self,
+        rt: &Runtime,
+        key: Held,
+        busy: impl Fn() -> bool,
+        nesting: Nesting,
+    ) -> Result<Option<Rtm>, ()> {
+        if let Some(rtm) = rt.rtm {
+            if rtm.test() {
+                return self.enter_nested(rtm, key, busy, nesting);
+            }
+        }
+        let policy = self.policy(rt);
+        if policy.is_adaptive() && !self.adaptive.should_try_hardware() {
+            self.fell_back(Execution::default(), GaveUp::Skipped);
+            return Ok(None);
+        }
+        let subscribe = |rtm: Rtm| {
+            if busy() {
+                rtm.abort::<{ code::LOCK_BUSY }>();
+            }
+            held::push(key);
+        };
+        let wait = || {
+            if nesting == Nesting::Try {
+                return false;
+            }
+            let backoff = crossbeam_utils::Backoff::new();
+            while busy() {
+                if backoff.is_completed() {
+                    // A long holder: block on the real lock instead of
+                    // spinning (the lock parks the thread).
+                    return false;
+                }
+                backoff.snooze();
+            }
+            true
+        };
+        match attempt::begin(rt, policy, self.site, subscribe, wait) {
+            Ok(rtm) => Ok(Some(rtm)),
+            Err((exec, why)) => {
+                self.fell_back(exec, why);
+                Ok(None)
+            }
+        }
+    }
+
+    #[cold]
+    fn enter_nested(
+        &self,
+        rtm: Rtm,
+        key: Held,
+        busy: impl Fn() -> bool,
+        nesting: Nesting,
+    ) -> Result<Option<Rtm>, ()> {
+        let unavailable = busy() || held::conflicts(key);
+        match (unavailable, nesting) {
+            (false, _) => {
+                // Flat nesting: the hardware counts the depth; an abort
+                // anywhere rolls back to the outermost `xbegin`.
+                match rtm.begin() {
+                    Ok(()) => {
+                        held::push(key);
+                        Ok(Some(rtm))
+                    }
+                    // Unreachable in practice: an abort of a nested
+                    // transaction resumes at the outermost `xbegin`.
+                    Err(_) => Ok(None),
+                }
+            }
+            (true, Nesting::Try) => Err(()),
+            (true, Nesting::Blocking) => {
+                if busy() {
+                    rtm.abort::<{ code::LOCK_BUSY }>();
+                } else {
+                    rtm.abort::<{ code::NESTED_TRY_LOCK }>();
+                }
+                // xabort inside a transaction does not return.
+                Ok(None)
+            }
+        }
+    }
+
+    #[cold]
+    fn fell_back(&self, mut exec: Execution, why: GaveUp) {
+        exec.fallback_lock = true;
+        exec.skipped = why == GaveUp::Skipped;
+        exec.commit_to(self.site);
+        if why == GaveUp::Budget {
+            self.adaptive.record(false);
+        }
+    }
+
+    /// Leaves a transactional section: abort if unwinding, else commit.
+    #[inline]
+    fn exit(&self, rtm: Rtm, key: Held) {
+        if std::thread::panicking() {
+            // Never commit a section that is unwinding: roll it back, and the
+            // fallback reruns it under the real lock, where the panic
+            // happens for real.
+            rtm.abort::<{ code::PANIC }>();
+        }
+        held::remove(key);
+        // SAFETY: this guard entered through a transaction that is still
+        // active: an abort would have resumed at its `xbegin` instead.
+        unsafe { rtm.end() };
+        if !rtm.test() {
+            let exec = Execution {
+                attempts: 1,
+                hw_committed: true,
+                ..Execution::default()
+            };
+            exec.commit_to(self.site);
+            self.adaptive.record(true);
+        }
+    }
+}
+
+/// A lock held by the current transaction: the lock's address, with bit 0
+/// set for exclusive access.
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct Held(usize);
+
+impl Held {
+    fn new<T>(lock: &T, exclusive: bool) -> Held {
+        // Raw elided locks hold an AtomicU64, so their address is even.
+        Held(lock as *const T as usize | usize::from(exclusive))
+    }
+}
+
+/// The locks this thread's current transaction has entered, so that a nested
+/// `try_lock` never lies about a lock the transaction itself holds. Only
+/// touched inside transactions, on thread-local memory: rolled back with
+/// them, and never a conflict with another thread.
+mod held {
+    use super::*;
+
+    const CAP: usize = 8;
+
+    thread_local! {
+        static KEYS: [Cell<usize>; CAP] = const { [const { Cell::new(0) }; CAP] };
+        static LEN: Cell<usize> = const { Cell::new(0) };
+    }
+
+    /// Whether an entry of the same lock excludes `key`: any entry when
+    /// `key` is exclusive, an exclusive one when it is shared.
+    pub(super) fn conflicts(key: Held) -> bool {
+        let base = key.0 & !1;
+        let len = LEN.with(Cell::get);
+        KEYS.with(|keys| {
+            keys[..len].iter().any(|k| {
+                let k = k.get();
+                k & !1 == base && (key.0 & 1 == 1 || k & 1 == 1)
+            })
+        })
+    }
+
+    #[inline]
+    pub(super) fn push(key: Held) {
+        LEN.with(|len| {
+            let n = len.get();
+            if n == CAP {
+                // Deeper nesting than we track: run this section on the
+                // fallback rather than risk a lying try_lock.
+                if let Some(rtm) = runtime().rtm {
+                    rtm.abort::<{ code::NESTED_TRY_LOCK }>();
+                }
+                return;
+            }
+            KEYS.with(|keys| keys[n].set(key.0));
+            len.set(n + 1);
+        });
+    }
+
+    #[inline]
+    pub(super) fn remove(key: Held) {
+        LEN.with(|len| {
+            let n = len.get();
+            KEYS.with(|keys| {
+                if let Some(i) = keys[..n].iter().rposition(|k| k.get() == key.0) {
+                    keys[i].set(keys[n - 1].get());
+                    len.set(n - 1);
+                }
+            });
+        });
+    }
+}
+
+/// Enters a section: transaction if possible, else the real lock.
+#[inline]
+fn acquire<G>(
+    elision: &Elision,
+    key: Held,
+    busy: impl Fn() -> bool,
+    lock: impl FnOnce() -> G,
+) -> GuardState<G> {
+    let rt = runtime();
+    if rt.hardware_path {
+        if let Ok(Some(rtm)) = elision.enter(rt, key, busy, Nesting::Blocking) {
+            return GuardState::transaction(rtm);
+        }
+    }
+    GuardState::locked(lock())
+}
+
+/// Enters a section without blocking.
+#[inline]
+fn try_acquire<G>(
+    elision: &Elision,
+    key: Held,
+    busy: impl Fn() -> bool,
+    try_lock: impl FnOnce() -> Option<G>,
+) -> Option<GuardState<G>> {
+    let rt = runtime();
+    if rt.hardware_path {
+        match elision.enter(rt, key, busy, Nesting::Try) {
+            Ok(Some(rtm)) => return Some(GuardState::transaction(rtm)),
+            Ok(None) => {}
+            Err(()) => return None,
+        }
+    }
+    try_lock().map(GuardState::locked)
+}
+
+/// Leaves a section the way it was entered.
+#[inline]
+fn release<G>(elision: &Elision, key: Held, state: GuardState<G>, unlock: impl FnOnce(G)) {
+    match state.entry {
+        Entry::Transaction(rtm) => elision.exit(rtm, key),
+        Entry::Locked(g) => unlock(g),
+    }
+}

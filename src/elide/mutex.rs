@@ -1,0 +1,290 @@
+//! `ElidedMutex`: a mutex whose critical sections run as RTM transactions.
+
+use std::fmt;
+
+use lock_api::RawMutex as _;
+
+use super::{acquire, release, try_acquire, Elision, GuardState, Held};
+use crate::policy::Policy;
+use crate::stats::{SiteId, SiteKind};
+
+/// The raw elided mutex: parking_lot's raw mutex as the real lock, plus the
+/// elision state. [`ElidedMutex`] pairs it with the data.
+///
+/// `lock` and `try_lock` first try a hardware transaction subscribed to the
+/// real lock's word; their guard state says which way they got in.
+pub struct RawElidedMutex {
+    lock: parking_lot::RawMutex,
+    elision: Elision,
+}
+
+impl RawElidedMutex {
+    fn key(&self) -> Held {
+        Held::new(self, true)
+    }
+}
+
+impl fmt::Debug for RawElidedMutex {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RawElidedMutex")
+            .field("locked", &self.lock.is_locked())
+            .field("elision", &self.elision)
+            .finish()
+    }
+}
+
+// SAFETY: mutual exclusion holds on both paths. A transactional section
+// reads the real lock word right after `xbegin` and aborts if it is held, so
+// it commits only if no real holder existed during it, and any real
+// acquisition (a write of the word it read) aborts it; two transactional
+// sections that touch the same data conflict and one aborts. Acquire and
+// release semantics: the real lock provides them; a committed RTM
+// transaction is ordered like a locked instruction on x86.
+unsafe impl lock_api::RawMutex for RawElidedMutex {
+    #[allow(clippy::declare_interior_mutable_const)]
+    const INIT: RawElidedMutex = RawElidedMutex::with_policy(None);
+
+    type Guard = GuardState<<parking_lot::RawMutex as lock_api::RawMutex>::Guard>;
+
+    #[inline]
+    fn lock(&self) -> Self::Guard {
+        acquire(
+            &self.elision,
+            self.key(),
+            || self.lock.is_locked(),
+            || self.lock.lock(),
+        )
+    }
+
+    #[inline]
+    fn try_lock(&self) -> Option<Self::Guard> {
+        try_acquire(
+            &self.elision,
+            self.key(),
+            || self.lock.is_locked(),
+            || self.lock.try_lock(),
+        )
+    }
+
+    #[inline]
+    unsafe fn unlock(&self, guard: Self::Guard) {
+        release(&self.elision, self.key(), guard, |g| {
+            // SAFETY: the guard state came from this lock's real `lock` or
+            // `try_lock` (Entry::Locked), as the caller guarantees.
+            unsafe { self.lock.unlock(g) }
+        })
+    }
+
+    #[inline]
+    fn is_locked(&self) -> bool {
+        self.lock.is_locked()
+    }
+}
+
+/// A mutual-exclusion lock whose critical sections run as hardware
+/// transactions where RTM is usable, and under parking_lot's mutex otherwise.
+///
+/// Two sections that touch different data run in parallel in hardware, even
+/// though they take the same lock; sections that conflict, overflow the
+/// transactional footprint or do I/O fall back to the real lock by the
+/// [`Policy`]. In fallback mode (or without RTM) it is parking_lot's mutex,
+/// plus one predictable branch.
+///
+/// The API is `std::sync::Mutex`'s without poisoning: `lock` returns the
+/// guard directly. Guards are `!Send`.
+///
+/// # Panics
+///
+/// A section that panics inside a transaction is rolled back and rerun under
+/// the real lock, where the panic happens for real; unwinding then releases
+/// the lock. Nothing of the transactional run is visible.
+///
+/// # Examples
+///
+/// ```
+/// use std::sync::Arc;
+/// use hytm::ElidedMutex;
+///
+/// let counter = Arc::new(ElidedMutex::new(0u64));
+/// let handles: Vec<_> = (0..2)
+///     .map(|_| {
+///         let c = Arc::clone(&counter);
+///         std::thread::spawn(move || {
+///             for _ in 0..1000 {
+///                 *c.lock() += 1;
+///             }
+///         })
+///     })
+///     .collect();
+/// for h in handles {
+///     h.join().unwrap();
+/// }
+/// assert_eq!(*counter.lock(), 2000);
+/// ```
+pub struct ElidedMutex<T: ?Sized> {
+    inner: lock_api::Mutex<RawElidedMutex, T>,
+}
+
+/// The guard of an [`ElidedMutex`]: dropping it commits the transaction or
+/// releases the real lock, whichever the section entered by.
+pub type ElidedMutexGuard<'a, T> = lock_api::MutexGuard<'a, RawElidedMutex, T>;
+
+impl<T> ElidedMutex<T> {
+    /// A new unlocked mutex using the global policy.
+    ///
+    /// ```
+    /// static M: hytm::ElidedMutex<Vec<u32>> = hytm::ElidedMutex::new(Vec::new());
+    /// M.lock().push(1);
+    /// assert_eq!(M.lock().len(), 1);
+    /// ```
+    pub const fn new(value: T) -> ElidedMutex<T> {
+        ElidedMutex {
+            inner: lock_api::Mutex::new(value),
+        }
+    }
+
+    /// A new unlocked mutex with its own policy.
+    ///
+    /// ```
+    /// use hytm::{ElidedMutex, Policy};
+    /// let m = ElidedMutex::with_policy(0, Policy::default().max_attempts(2).adaptive(false));
+    /// *m.lock() += 1;
+    /// assert_eq!(m.into_inner(), 1);
+    /// ```
+    pub fn with_policy(value: T, policy: Policy) -> ElidedMutex<T> {
+        ElidedMutex::from_raw(RawElidedMutex::with_policy(Some(policy)), value)
+    }
+
+    /// Gives the mutex its own row in [`crate::stats`] (unnamed mutexes
+    /// share one). Mutexes given the same name share a row.
+    ///
+    /// ```
+    /// let m = hytm::ElidedMutex::new(0).named("accounts");
+    /// *m.lock() += 1;
+    /// ```
+    pub fn named(self, name: &str) -> ElidedMutex<T> {
+        let (mut raw, value) = self.inner.into_inner_with_raw();
+        raw.elision.name(SiteKind::Mutex, name);
+        ElidedMutex::from_raw(raw, value)
+    }
+
+    /// Consumes the mutex and returns the data.
+    ///
+    /// ```
+    /// let m = hytm::ElidedMutex::new(String::from("x"));
+    /// assert_eq!(m.into_inner(), "x");
+    /// ```
+    pub fn into_inner(self) -> T {
+        self.inner.into_inner()
+    }
+
+    fn from_raw(raw: RawElidedMutex, value: T) -> ElidedMutex<T> {
+        ElidedMutex {
+            inner: lock_api::Mutex::from_raw(raw, value),
+        }
+    }
+}
+
+impl<T: ?Sized> ElidedMutex<T> {
+    /// Acquires the mutex: as a transaction if the policy allows, else the
+    /// real lock, blocking until it is free.
+    ///
+    /// Inside a transaction (an enclosing elided section or `atomic`), the
+    /// section nests flat. Locking a mutex the current thread already holds
+    /// deadlocks, as with std's and parking_lot's.
+    ///
+    /// ```
+    /// let m = hytm::ElidedMutex::new(1);
+    /// *m.lock() += 1;
+    /// assert_eq!(*m.lock(), 2);
+    /// ```
+    #[inline]
+    pub fn lock(&self) -> ElidedMutexGuard<'_, T> {
+        self.inner.lock()
+    }
+
+    /// Acquires the mutex if that needs no waiting: `None` if it is held,
+    /// including by the current thread or transaction.
+    ///
+    /// ```
+    /// let m = hytm::ElidedMutex::new(0);
+    /// let g = m.lock();
+    /// assert!(m.try_lock().is_none());
+    /// drop(g);
+    /// assert!(m.try_lock().is_some());
+    /// ```
+    #[inline]
+    pub fn try_lock(&self) -> Option<ElidedMutexGuard<'_, T>> {
+        self.inner.try_lock()
+    }
+
+    /// A mutable reference to the data, without locking: the `&mut self`
+    /// proves nothing else can hold the lock.
+    ///
+    /// ```
+    /// let mut m = hytm::ElidedMutex::new(0);
+    /// *m.get_mut() = 5;
+    /// assert_eq!(*m.lock(), 5);
+    /// ```
+    pub fn get_mut(&mut self) -> &mut T {
+        self.inner.get_mut()
+    }
+
+    /// Whether the real lock is held now (a transactional section does not
+    /// hold it). A momentary snapshot.
+    ///
+    /// ```
+    /// let m = hytm::ElidedMutex::new(());
+    /// assert!(!m.is_locked());
+    /// ```
+    pub fn is_locked(&self) -> bool {
+        self.inner.is_locked()
+    }
+}
+
+impl RawElidedMutex {
+    const fn with_policy(policy: Option<Policy>) -> RawElidedMutex {
+        RawElidedMutex {
+            lock: <parking_lot::RawMutex as lock_api::RawMutex>::INIT,
+            elision: Elision {
+                policy,
+                ..Elision::new(SiteId::MUTEX)
+            },
+        }
+    }
+}
+
+impl<T: Default> Default for ElidedMutex<T> {
+    fn default() -> ElidedMutex<T> {
+        ElidedMutex::new(T::default())
+    }
+}
+
+impl<T> From<T> for ElidedMutex<T> {
+    fn from(value: T) -> ElidedMutex<T> {
+        ElidedMutex::new(value)
+    }
+}
+
+impl<T: ?Sized + fmt::Debug> fmt::Debug for ElidedMutex<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut d = f.debug_struct("ElidedMutex");
+        // Peek through the real lock only: formatting is I/O-adjacent and
+        // would only abort a transaction.
+        // SAFETY: the raw lock is only used through its own API here.
+        let raw = unsafe { self.inner.raw() };
+        match raw.lock.try_lock() {
+            Some(g) => {
+                // SAFETY: we hold the real lock, so no section (real or
+                // transactional: those subscribe to the word) touches the data.
+                d.field("data", &unsafe { &*self.inner.data_ptr() });
+                // SAFETY: `g` came from this real lock's try_lock.
+                unsafe { raw.lock.unlock(g) };
+            }
+            None => {
+                d.field("data", &format_args!("<locked>"));
+            }
+        }
+        d.finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,640 @@
+//! Per-site statistics: counters, snapshot, text and JSON report.
+//!
+//! A *site* is a row of the report: an elided lock or an `atomic` site that
+//! was given a name, or one row per kind for the unnamed ones. Each thread
+//! counts into its own slot per site (a `CachePadded` block that only the
+//! owning thread writes, with plain relaxed load + store, never a locked
+//! instruction); [`snapshot`] sums the slots. Counting happens after a
+//! transaction committed or aborted, never inside one: a counter written in
+//! a transaction would be rolled back, and a shared one would be a conflict
+//! generator. When a thread exits, its slots are folded into the site's
+//! retired totals, so nothing is lost.
+
+use std::cell::RefCell;
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use crossbeam_utils::CachePadded;
+
+use crate::rtm::{code, AbortCause, AbortStatus};
+use crate::runtime::{Config, StatsOutput};
+
+/// What kind of site a row counts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum SiteKind {
+    /// An [`crate::ElidedMutex`].
+    Mutex,
+    /// An [`crate::ElidedRwLock`].
+    RwLock,
+    /// An [`crate::atomic`] transaction.
+    Atomic,
+}
+
+impl SiteKind {
+    /// Lower-case name used in tables and JSON.
+    pub const fn name(self) -> &'static str {
+        match self {
+            SiteKind::Mutex => "mutex",
+            SiteKind::RwLock => "rwlock",
+            SiteKind::Atomic => "atomic",
+        }
+    }
+}
+
+/// A site's identity: an index into the site registry.
+///
+/// The first ids are the unnamed rows of each kind, so `const` constructors
+/// can use them without registering anything.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct SiteId(u32);
+
+impl SiteId {
+    /// Unnamed elided mutexes.
+    pub const MUTEX: SiteId = SiteId(0);
+    /// Unnamed elided rwlocks.
+    pub const RWLOCK: SiteId = SiteId(1);
+    /// Unnamed `atomic` transactions.
+    pub const ATOMIC: SiteId = SiteId(2);
+
+    /// Registers a named site (or finds the one with that name and kind).
+    pub fn named(kind: SiteKind, name: &str) -> SiteId {
+        let mut sites = lock(&registry().sites);
+        if let Some(i) = sites.iter().position(|s| s.kind == kind && s.name == name) {
+            return SiteId(i as u32);
+        }
+        sites.push(SiteMeta {
+            name: name.to_string(),
+            kind,
+            retired: [0; idx::LEN],
+        });
+        SiteId((sites.len() - 1) as u32)
+    }
+}
+
+/// Counters named by index, so a slot is one flat array.
+mod idx {
+    pub const ATTEMPTS: usize = 0;
+    pub const HW_COMMITS: usize = 1;
+    /// Seven causes, in `AbortCause::ALL` order.
+    pub const ABORTS: usize = 2;
+    /// Explicit codes 0xf0..=0xff, then one slot for user codes.
+    pub const EXPLICIT: usize = ABORTS + 7;
+    pub const EXPLICIT_USER: usize = EXPLICIT + 16;
+    pub const INJECTED: usize = EXPLICIT_USER + 1;
+    pub const RETRIES: usize = INJECTED + 1;
+    pub const WAITS: usize = RETRIES + 1;
+    pub const SKIPPED: usize = WAITS + 1;
+    pub const FALLBACK_LOCK: usize = SKIPPED + 1;
+    pub const STM_COMMITS: usize = FALLBACK_LOCK + 1;
+    pub const STM_RESTARTS: usize = STM_COMMITS + 1;
+    pub const SERIAL: usize = STM_RESTARTS + 1;
+    pub const LEN: usize = SERIAL + 1;
+}
+
+type Counters = [u64; idx::LEN];
+
+/// One thread's counters for one site. Only the owning thread writes.
+struct Slot {
+    site: SiteId,
+    c: CachePadded<[AtomicU64; idx::LEN]>,
+}
+
+impl Slot {
+    fn read(&self) -> Counters {
+        // Relaxed: counters are independent statistics; a snapshot taken
+        // while threads run is a little stale, never torn per counter.
+        std::array::from_fn(|i| self.c[i].load(Ordering::Relaxed))
+    }
+}
+
+struct SiteMeta {
+    name: String,
+    kind: SiteKind,
+    /// Counts of threads that exited.
+    retired: Counters,
+}
+
+struct Registry {
+    sites: Mutex<Vec<SiteMeta>>,
+    slots: Mutex<Vec<Arc<Slot>>>,
+}
+
+fn registry() -> &'static Registry {
+    static REGISTRY: std::sync::OnceLock<Registry> = std::sync::OnceLock::new();
+    REGISTRY.get_or_init(|| Registry {
+        sites: Mutex::new(
+            [SiteKind::Mutex, SiteKind::RwLock, SiteKind::Atomic]
+                .into_iter()
+                .map(|kind| SiteMeta {
+                    name: format!("(unnamed {})", kind.name()),
+                    kind,
+                    retired: [0; idx::LEN],
+                })
+                .collect(),
+        ),
+        slots: Mutex::new(Vec::new()),
+    })
+}
+
+/// Statistics must keep working after a panic elsewhere: the data behind
+/// these mutexes is plain counters, valid at every point.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// This thread's slots, indexed by site id.
+struct LocalTable {
+    slots: Vec<Option<Arc<Slot>>>,
+}
+
+impl Drop for LocalTable {
+    fn drop(&mut self) {
+        let reg = registry();
+        let mut sites = lock(&reg.sites);
+        let mut slots = lock(&reg.slots);
+        for slot in self.slots.iter().flatten() {
+            let counts = slot.read();
+            let retired = &mut sites[slot.site.0 as usize].retired;
+            for (r, c) in retired.iter_mut().zip(counts) {
+                *r += c;
+            }
+            slots.retain(|s| !Arc::ptr_eq(s, slot));
+        }
+    }
+}
+
+thread_local! {
+    static LOCAL: RefCell<LocalTable> = const { RefCell::new(LocalTable { slots: Vec::new() }) };
+}
+
+#[cold]
+fn new_slot(site: SiteId) -> Arc<Slot> {
+    let slot = Arc::new(Slot {
+        site,
+        c: CachePadded::new(std::array::from_fn(|_| AtomicU64::new(0))),
+    });
+    lock(&registry().slots).push(Arc::clone(&slot));
+    slot
+}
+
+/// What one execution (one lock acquisition or one `atomic` call) did,
+/// accumulated in registers and written to this thread's slot once at the
+/// end by [`Execution::commit_to`].
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Execution {
+    pub attempts: u32,
+    pub hw_committed: bool,
+    pub injected: u32,
+    pub retries: u32,
+    pub waits: u32,
+    pub skipped: bool,
+    pub fallback_lock: bool,
+    pub stm_commits: u32,
+    pub stm_restarts: u32,
+    pub serial: bool,
+    pub aborts: [u32; 7],
+    pub explicit: [u32; 17],
+}
+
+impl Execution {
+    /// Counts one hardware abort.
+    #[inline]
+    pub fn abort(&mut self, status: AbortStatus) {
+        self.aborts[status.cause().index()] += 1;
+        if let Some(c) = status.explicit_code() {
+            let i = c.checked_sub(code::RESERVED_START).map_or(16, usize::from);
+            self.explicit[i] += 1;
+        }
+    }
+
+    /// Writes this execution into the calling thread's slot for `site`.
+    /// Must not run inside a hardware transaction.
+    #[inline]
+    pub fn commit_to(&self, site: SiteId) {
+        // try_with: during thread teardown the table may be gone; losing
+        // the counts of that last execution is better than a panic.
+        let _ = LOCAL.try_with(|table| {
+            let mut table = table.borrow_mut();
+            let i = site.0 as usize;
+            if table.slots.len() <= i {
+                table.slots.resize(i + 1, None);
+            }
+            let slot = table.slots[i].get_or_insert_with(|| new_slot(site));
+            let add = |k: usize, n: u64| {
+                if n != 0 {
+                    // Single writer: a plain load + store, not a locked RMW.
+                    let c = &slot.c[k];
+                    c.store(c.load(Ordering::Relaxed) + n, Ordering::Relaxed);
+                }
+            };
+            add(idx::ATTEMPTS, self.attempts.into());
+            add(idx::HW_COMMITS, self.hw_committed.into());
+            add(idx::INJECTED, self.injected.into());
+            add(idx::RETRIES, self.retries.into());
+            add(idx::WAITS, self.waits.into());
+            add(idx::SKIPPED, self.skipped.into());
+            add(idx::FALLBACK_LOCK, self.fallback_lock.into());
+            add(idx::STM_COMMITS, self.stm_commits.into());
+            add(idx::STM_RESTARTS, self.stm_restarts.into());
+            add(idx::SERIAL, self.serial.into());
+            if self.attempts > u32::from(self.hw_committed) {
+                for (k, n) in self.aborts.iter().enumerate() {
+                    add(idx::ABORTS + k, (*n).into());
+                }
+                for (k, n) in self.explicit.iter().enumerate() {
+                    add(idx::EXPLICIT + k, (*n).into());
+                }
+            }
+        });
+    }
+}
+
+/// One row of a [`Report`]: the counts of one site, over all threads.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SiteStats {
+    /// The site's name; `(unnamed mutex)` etc. for the grouped rows.
+    pub name: String,
+    /// The site's kind.
+    pub kind: SiteKind,
+    /// Hardware transactions started (including injected aborts).
+    pub attempts: u64,
+    /// Hardware transactions that committed.
+    pub hw_commits: u64,
+    /// Aborts by cause, indexed like [`AbortCause::ALL`].
+    pub aborts: [u64; 7],
+    /// Explicit aborts by code, for the runtime's codes `0xf0..=0xff`.
+    pub explicit_runtime: [u64; 16],
+    /// Explicit aborts with user codes (below `0xf0`).
+    pub explicit_user: u64,
+    /// Aborts injected by `HYTM_INJECT` or [`Config::inject`] (also counted
+    /// under their cause).
+    pub injected: u64,
+    /// Charged hardware retries.
+    pub retries: u64,
+    /// Waits for a busy lock or software commit.
+    pub waits: u64,
+    /// Executions that skipped hardware because the adaptive policy said so.
+    pub skipped: u64,
+    /// Executions that ran under the real lock (elision) or the global lock.
+    pub fallback_lock: u64,
+    /// Software (STM) commits.
+    pub stm_commits: u64,
+    /// Software restarts.
+    pub stm_restarts: u64,
+    /// Serial-irrevocable runs.
+    pub serial: u64,
+}
+
+impl SiteStats {
+    fn from_counters(name: String, kind: SiteKind, c: &Counters) -> SiteStats {
+        SiteStats {
+            name,
+            kind,
+            attempts: c[idx::ATTEMPTS],
+            hw_commits: c[idx::HW_COMMITS],
+            aborts: std::array::from_fn(|i| c[idx::ABORTS + i]),
+            explicit_runtime: std::array::from_fn(|i| c[idx::EXPLICIT + i]),
+            explicit_user: c[idx::EXPLICIT_USER],
+            injected: c[idx::INJECTED],
+            retries: c[idx::RETRIES],
+            waits: c[idx::WAITS],
+            skipped: c[idx::SKIPPED],
+            fallback_lock: c[idx::FALLBACK_LOCK],
+            stm_commits: c[idx::STM_COMMITS],
+            stm_restarts: c[idx::STM_RESTARTS],
+            serial: c[idx::SERIAL],
+        }
+    }
+
+    /// Aborts of every cause.
+    pub fn total_aborts(&self) -> u64 {
+        self.aborts.iter().sum()
+    }
+
+    /// Aborts of one cause.
+    pub fn aborts_of(&self, cause: AbortCause) -> u64 {
+        self.aborts[cause.index()]
+    }
+
+    /// Explicit aborts with one code.
+    pub fn explicit_code(&self, code: u8) -> u64 {
+        match code.checked_sub(code::RESERVED_START) {
+            Some(i) => self.explicit_runtime[usize::from(i)],
+            None => self.explicit_user,
+        }
+    }
+
+    /// Executions: hardware commits plus every fallback kind.
+    pub fn executions(&self) -> u64 {
+        self.hw_commits + self.fallback_lock + self.stm_commits + self.serial
+    }
+
+    /// Aborts per hardware attempt, 0 when nothing was attempted.
+    pub fn abort_rate(&self) -> f64 {
+        ratio(self.total_aborts(), self.attempts)
+    }
+
+    /// Share of executions that committed in hardware.
+    pub fn hw_commit_share(&self) -> f64 {
+        ratio(self.hw_commits, self.executions())
+    }
+
+    fn add(&mut self, o: &SiteStats) {
+        self.attempts += o.attempts;
+        self.hw_commits += o.hw_commits;
+        for (a, b) in self.aborts.iter_mut().zip(o.aborts) {
+            *a += b;
+        }
+        for (a, b) in self.explicit_runtime.iter_mut().zip(o.explicit_runtime) {
+            *a += b;
+        }
+        self.explicit_user += o.explicit_user;
+        self.injected += o.injected;
+        self.retries += o.retries;
+        self.waits += o.waits;
+        self.skipped += o.skipped;
+        self.fallback_lock += o.fallback_lock;
+        self.stm_commits += o.stm_commits;
+        self.stm_restarts += o.stm_restarts;
+        self.serial += o.serial;
+    }
+}
+
+fn ratio(a: u64, b: u64) -> f64 {
+    if b == 0 {
+        0.0
+    } else {
+        a as f64 / b as f64
+    }
+}
+
+/// All sites' statistics at one moment; see [`snapshot`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Report {
+    /// One row per site that counted anything.
+    pub sites: Vec<SiteStats>,
+}
+
+impl Report {
+    /// The row of the site with this name, if it counted anything.
+    pub fn site(&self, name: &str) -> Option<&SiteStats> {
+        self.sites.iter().find(|s| s.name == name)
+    }
+
+    /// All rows added up.
+    pub fn total(&self) -> SiteStats {
+        let mut t = SiteStats::from_counters("total".into(), SiteKind::Atomic, &[0; idx::LEN]);
+        for s in &self.sites {
+            t.add(s);
+        }
+        t
+    }
+
+    /// The report as JSON: `{"mode": ..., "sites": [{...}, ...]}`.
+    ///
+    /// ```
+    /// let json = hytm::stats::snapshot().to_json();
+    /// let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    /// assert!(v["sites"].is_array());
+    /// ```
+    pub fn to_json(&self) -> String {
+        let sites: Vec<serde_json::Value> = self
+            .sites
+            .iter()
+            .map(|s| {
+                let aborts: serde_json::Map<String, serde_json::Value> = AbortCause::ALL
+                    .iter()
+                    .map(|c| (c.name().to_string(), s.aborts_of(*c).into()))
+                    .collect();
+                let mut explicit: serde_json::Map<String, serde_json::Value> = (0..16u8)
+                    .filter(|i| s.explicit_runtime[usize::from(*i)] > 0)
+                    .map(|i| {
+                        (
+                            format!("{:#04x}", code::RESERVED_START + i),
+                            s.explicit_runtime[usize::from(i)].into(),
+                        )
+                    })
+                    .collect();
+                if s.explicit_user > 0 {
+                    explicit.insert("user".into(), s.explicit_user.into());
+                }
+                serde_json::json!({
+                    "name": s.name,
+                    "kind": s.kind.name(),
+                    "attempts": s.attempts,
+                    "hw_commits": s.hw_commits,
+                    "aborts": aborts,
+                    "explicit_codes": explicit,
+                    "injected": s.injected,
+                    "retries": s.retries,
+                    "waits": s.waits,
+                    "skipped": s.skipped,
+                    "fallback_lock": s.fallback_lock,
+                    "stm_commits": s.stm_commits,
+                    "stm_restarts": s.stm_restarts,
+                    "serial": s.serial,
+                    "abort_rate": s.abort_rate(),
+                    "hw_commit_share": s.hw_commit_share(),
+                })
+            })
+            .collect();
+        serde_json::json!({ "mode": crate::mode().name(), "sites": sites }).to_string()
+    }
+}
+
+impl fmt::Display for Report {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let head = [
+            "site",
+            "kind",
+            "attempts",
+            "hw-commit",
+            "abort%",
+            "conflict",
+            "capacity",
+            "explicit",
+            "other",
+            "injected",
+            "waits",
+            "lock",
+            "stm",
+            "stm-rst",
+            "serial",
+            "hw-share",
+        ];
+        let rows: Vec<Vec<String>> = self
+            .sites
+            .iter()
+            .map(|s| {
+                let other = s.aborts_of(AbortCause::Other)
+                    + s.aborts_of(AbortCause::Retry)
+                    + s.aborts_of(AbortCause::Debug)
+                    + s.aborts_of(AbortCause::Nested);
+                vec![
+                    s.name.clone(),
+                    s.kind.name().into(),
+                    s.attempts.to_string(),
+                    s.hw_commits.to_string(),
+                    format!("{:.1}", 100.0 * s.abort_rate()),
+                    s.aborts_of(AbortCause::Conflict).to_string(),
+                    s.aborts_of(AbortCause::Capacity).to_string(),
+                    s.aborts_of(AbortCause::Explicit).to_string(),
+                    other.to_string(),
+                    s.injected.to_string(),
+                    s.waits.to_string(),
+                    s.fallback_lock.to_string(),
+                    s.stm_commits.to_string(),
+                    s.stm_restarts.to_string(),
+                    s.serial.to_string(),
+                    format!("{:.1}%", 100.0 * s.hw_commit_share()),
+                ]
+            })
+            .collect();
+        let widths: Vec<usize> = (0..head.len())
+            .map(|i| {
+                rows.iter()
+                    .map(|r| r[i].len())
+                    .chain([head[i].len()])
+                    .max()
+                    .unwrap_or(0)
+            })
+            .collect();
+        let line = |f: &mut fmt::Formatter<'_>, cells: &[&str]| -> fmt::Result {
+            for (i, c) in cells.iter().enumerate() {
+                if i < 2 {
+                    write!(f, "{c:<w$}  ", w = widths[i])?;
+                } else {
+                    write!(f, "{c:>w$}  ", w = widths[i])?;
+                }
+            }
+            writeln!(f)
+        };
+        line(f, &head)?;
+        for r in &rows {
+            line(f, &r.iter().map(String::as_str).collect::<Vec<_>>())?;
+        }
+        if rows.is_empty() {
+            writeln!(f, "(no site has counted anything)")?;
+        }
+        Ok(())
+    }
+}
+
+/// The statistics of every site that counted anything, summed over threads
+/// (live and exited).
+///
+/// ```
+/// let m = hytm::ElidedMutex::new(0);
+/// *m.lock() += 1;
+/// let report = hytm::stats::snapshot();
+/// println!("{report}");
+/// ```
+pub fn snapshot() -> Report {
+    let reg = registry();
+    let sites = lock(&reg.sites);
+    let mut sums: Vec<Counters> = sites.iter().map(|s| s.retired).collect();
+    for slot in lock(&reg.slots).iter() {
+        for (a, b) in sums[slot.site.0 as usize].iter_mut().zip(slot.read()) {
+            *a += b;
+        }
+    }
+    Report {
+        sites: sites
+            .iter()
+            .zip(sums)
+            .filter(|(_, c)| c.iter().any(|&n| n != 0))
+            .map(|(meta, c)| SiteStats::from_counters(meta.name.clone(), meta.kind, &c))
+            .collect(),
+    }
+}
+
+/// Arranges the `HYTM_STATS` report at process exit.
+pub(crate) fn on_runtime_installed(config: &Config) {
+    if *config.stats() != StatsOutput::None {
+        // SAFETY: `report_at_exit` is an `extern "C" fn()` that never
+        // unwinds across the FFI boundary (it catches panics).
+        let rc = unsafe { libc::atexit(report_at_exit) };
+        if rc != 0 {
+            eprintln!("hytm: HYTM_STATS: could not register the exit report");
+        }
+    }
+}
+
+extern "C" fn report_at_exit() {
+    let _ = std::panic::catch_unwind(|| {
+        let report = snapshot();
+        match crate::runtime::runtime().config.stats() {
+            StatsOutput::None => {}
+            StatsOutput::Stderr => eprint!("hytm statistics (mode {}):\n{report}", crate::mode()),
+            StatsOutput::Json(path) => {
+                if let Err(e) = std::fs::write(path, report.to_json() + "\n") {
+                    eprintln!("hytm: HYTM_STATS: cannot write {}: {e}", path.display());
+                }
+            }
+        }
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn execution_counts_reach_the_named_site() {
+        let site = SiteId::named(SiteKind::Atomic, "stats-unit-test");
+        let mut e = Execution {
+            attempts: 3,
+            ..Execution::default()
+        };
+        e.abort(AbortStatus::explicit(code::LOCK_BUSY));
+        e.abort(AbortStatus::from_raw(
+            AbortStatus::CONFLICT | AbortStatus::RETRY,
+        ));
+        e.abort(AbortStatus::explicit(0x12));
+        e.fallback_lock = true;
+        e.commit_to(site);
+        std::thread::spawn(move || {
+            let e = Execution {
+                attempts: 1,
+                hw_committed: true,
+                ..Execution::default()
+            };
+            e.commit_to(site);
+        })
+        .join()
+        .unwrap();
+        let r = snapshot();
+        let s = r.site("stats-unit-test").expect("row");
+        assert_eq!(s.attempts, 4);
+        assert_eq!(s.hw_commits, 1);
+        assert_eq!(s.aborts_of(AbortCause::Explicit), 2);
+        assert_eq!(s.aborts_of(AbortCause::Conflict), 1);
+        assert_eq!(s.explicit_code(0xff), 1);
+        assert_eq!(s.explicit_code(0x12), 1);
+        assert_eq!(s.fallback_lock, 1);
+        assert_eq!(s.executions(), 2);
+        assert!((s.abort_rate() - 0.75).abs() < 1e-9);
+        let text = r.to_string();
+        assert!(text.contains("stats-unit-test"), "{text}");
+        let json: serde_json::Value = serde_json::from_str(&r.to_json()).unwrap();
+        let row = json["sites"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["name"] == "stats-unit-test")
+            .unwrap();
+        assert_eq!(row["attempts"], 4);
+        assert_eq!(row["explicit_codes"]["0xff"], 1);
+        assert_eq!(row["aborts"]["conflict"], 1);
+    }
+
+    #[test]
+    fn naming_the_same_site_twice_gives_one_row() {
+        let a = SiteId::named(SiteKind::Mutex, "twice");
+        let b = SiteId::named(SiteKind::Mutex, "twice");
+        let c = SiteId::named(SiteKind::Atomic, "twice");
+        assert_eq!(a, b);
+        assert_ne!(a, c);
+    }
+}
