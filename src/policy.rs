@@ -593,7 +593,7 @@ mod tests {
     #[test]
     fn adaptive_skips_grow_and_shrink() {
         let mut a = Adaptive::default();
-        let mut fail_until_skipping = |a: &mut Adaptive| {
+        let fail_until_skipping = |a: &mut Adaptive| {
             let mut tries = 0;
             while a.should_try_hardware() {
                 a.record(false);

@@ -1,0 +1,42 @@
+//! Abort injection reaches every retry and fallback decision, with or
+//! without RTM. This file installs its own configuration, so it runs the
+//! same under HYTM_MODE=fallback.
+
+use std::sync::Arc;
+
+use hytm::rtm::AbortCause;
+use hytm::{Config, ElidedMutex};
+
+#[test]
+fn injected_conflicts_are_retried_then_fall_back_and_are_counted() {
+    Config::new()
+        .mode(hytm::Mode::Auto)
+        .inject(AbortCause::Conflict, 1.0)
+        .policy(hytm::Policy::default().adaptive(false))
+        .install()
+        .unwrap();
+    let m = Arc::new(ElidedMutex::new(0u64).named("injected"));
+    let threads: Vec<_> = (0..2)
+        .map(|_| {
+            let m = Arc::clone(&m);
+            std::thread::spawn(move || {
+                for _ in 0..1000 {
+                    *m.lock() += 1;
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    assert_eq!(*m.lock(), 2000);
+    let report = hytm::stats::snapshot();
+    let row = report.site("injected").expect("row");
+    // Every attempt aborts: the default budget is 5 attempts, then the lock.
+    assert_eq!(row.fallback_lock, 2001 - row.hw_commits);
+    assert_eq!(row.hw_commits, 0);
+    assert_eq!(row.injected, 5 * 2001);
+    assert_eq!(row.aborts_of(AbortCause::Conflict), 5 * 2001);
+    assert_eq!(row.retries, 4 * 2001);
+    assert_eq!(row.attempts, 5 * 2001);
+}
