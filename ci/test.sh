@@ -28,9 +28,4 @@ if HYTM_MODE=bogus cargo run --quiet --bin hytm-diag 2>/dev/null; then
     exit 1
 fi
 
-if [ -x ci/extra.sh ]; then
-    step "extra checks (ci/extra.sh)"
-    ci/extra.sh
-fi
-
 step "all checks passed"

@@ -41,6 +41,9 @@ pub(crate) enum GaveUp {
 /// On `Err`, the returned [`Execution`] holds the aborts not yet counted; the
 /// caller adds its fallback and counts it.
 #[inline]
+// The large Err carries the uncounted aborts to the caller on the cold
+// fallback path; boxing it would allocate there for nothing.
+#[allow(clippy::result_large_err)]
 pub(crate) fn begin(
     rt: &Runtime,
     policy: &Policy,
