@@ -4,7 +4,10 @@ use std::process::{Command, Output};
 
 fn diag(args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_hytm-diag"));
-    cmd.args(args).env_remove("HYTM_MODE").env_remove("HYTM_INJECT").env_remove("HYTM_STATS");
+    cmd.args(args)
+        .env_remove("HYTM_MODE")
+        .env_remove("HYTM_INJECT")
+        .env_remove("HYTM_STATS");
     for (k, v) in env {
         cmd.env(k, v);
     }
@@ -24,12 +27,22 @@ fn default_output_reports_every_tsx_bit_verdict_and_mode() {
         assert!(s.contains(key), "{key} missing:\n{s}");
     }
     if hytm::htm().cpu().x86_64 {
-        for key in ["RTM ", "HLE", "RTM_ALWAYS_ABORT", "TSX_FORCE_ABORT", "TSXLDTRK", "family/model/step"] {
+        for key in [
+            "RTM ",
+            "HLE",
+            "RTM_ALWAYS_ABORT",
+            "TSX_FORCE_ABORT",
+            "TSXLDTRK",
+            "family/model/step",
+        ] {
             assert!(s.contains(key), "{key} missing:\n{s}");
         }
     }
     assert!(s.contains(&hytm::htm().reason()), "{s}");
-    assert_eq!(text(&diag(&["cpu"], &[]).stdout).lines().count(), s.lines().count());
+    assert_eq!(
+        text(&diag(&["cpu"], &[]).stdout).lines().count(),
+        s.lines().count()
+    );
 }
 
 #[test]
@@ -56,7 +69,8 @@ fn forced_fallback_is_reported() {
     assert!(out.status.success());
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["mode"], "fallback");
-    assert!(text(&diag(&[], &[("HYTM_MODE", "fallback")]).stdout).contains("mode               fallback (requested by HYTM_MODE)"));
+    assert!(text(&diag(&[], &[("HYTM_MODE", "fallback")]).stdout)
+        .contains("mode               fallback (requested by HYTM_MODE)"));
 }
 
 #[test]
@@ -64,7 +78,10 @@ fn bad_values_exit_2_naming_the_setting() {
     let out = diag(&[], &[("HYTM_MODE", "bogus")]);
     assert_eq!(out.status.code(), Some(2));
     let e = text(&out.stderr);
-    assert!(e.contains("HYTM_MODE") && e.contains("auto|htm|fallback"), "{e}");
+    assert!(
+        e.contains("HYTM_MODE") && e.contains("auto|htm|fallback"),
+        "{e}"
+    );
 
     let out = diag(&[], &[("HYTM_INJECT", "conflict:2")]);
     assert_eq!(out.status.code(), Some(2));

@@ -90,7 +90,11 @@ fn cpu_text() -> String {
         "verdict",
         format!(
             "{} ({})",
-            if info.usable() { "usable" } else { "not usable" },
+            if info.usable() {
+                "usable"
+            } else {
+                "not usable"
+            },
             info.reason()
         ),
     );
@@ -101,7 +105,10 @@ fn cpu_text() -> String {
             None => "not run (CPUID rules RTM out)".into(),
         },
     );
-    line("mode", format!("{} ({})", hytm::mode(), hytm::mode_reason()));
+    line(
+        "mode",
+        format!("{} ({})", hytm::mode(), hytm::mode_reason()),
+    );
     out
 }
 
