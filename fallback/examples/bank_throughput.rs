@@ -7,8 +7,10 @@
 //! cargo run -p hytm-fallback --release --example bank_throughput
 //! ```
 
-use hytm_fallback::{Globals, Restart, SoftTx};
-use std::sync::atomic::{AtomicU64, Ordering};
+#![cfg_attr(loom, allow(dead_code, unused_imports))]
+
+use hytm_fallback::{AtomicU64, Globals, Restart, SoftTx};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 const ACCOUNTS: usize = 1024;
@@ -50,6 +52,10 @@ fn worker(g: &Globals, accounts: &[AtomicU64], seed: u64, d: Duration) -> u64 {
     done
 }
 
+#[cfg(loom)]
+fn main() {} // loom atomics only work inside a loom model
+
+#[cfg(not(loom))]
 fn main() {
     let g = Globals::new();
     let accounts: Vec<AtomicU64> = (0..ACCOUNTS).map(|_| AtomicU64::new(INITIAL)).collect();

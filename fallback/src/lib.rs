@@ -86,3 +86,8 @@ pub use serial::SerialTx;
 /// The transactional word: `std::sync::atomic::AtomicU64`, or loom's under
 /// `cfg(loom)`.
 pub use sync::AtomicU64;
+
+/// The README's example, compiled and run as a doc test.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -1,6 +1,7 @@
 //! Multi-thread stress tests: a bank with auditors that check opacity inside
 //! their transactions, and a lost-update counter. Software, escalated and
 //! serial transactions all run side by side.
+#![cfg(not(loom))] // loom builds run tests/loom.rs only
 
 mod common;
 
@@ -17,7 +18,7 @@ fn bank_total_holds_inside_every_transaction() {
     let g = Globals::new();
     let accounts: Vec<AtomicU64> = (0..ACCOUNTS).map(|_| AtomicU64::new(INITIAL)).collect();
     let writers = if cfg!(miri) { 2 } else { 3 };
-    let transfers = iters(20_000, 60);
+    let transfers = iters(100_000, 60);
     let writers_left = AtomicUsize::new(writers);
     let audits = AtomicUsize::new(0);
     let audit_restarts = AtomicU64::new(0);
@@ -91,7 +92,7 @@ fn counter_has_no_lost_updates() {
     let hits = AtomicU64::new(0);
     let shadow = AtomicU64::new(0);
     let threads = if cfg!(miri) { 3 } else { 4 };
-    let n = iters(20_000, 50);
+    let n = iters(50_000, 50);
     std::thread::scope(|s| {
         for t in 0..threads {
             let (g, hits, shadow) = (&g, &hits, &shadow);

@@ -1,4 +1,5 @@
 //! Single-thread and two-party tests of the NOrec engine (`SoftTx`).
+#![cfg(not(loom))] // loom builds run tests/loom.rs only
 
 mod common;
 

@@ -1,5 +1,6 @@
 //! Tests of the serial-irrevocable mode (`SerialTx`) and of how it excludes
 //! the software path.
+#![cfg(not(loom))] // loom builds run tests/loom.rs only
 
 mod common;
 

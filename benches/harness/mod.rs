@@ -1,0 +1,227 @@
+//! The side-by-side throughput harness shared by the benches: timed runs on
+//! pinned threads, medians, child processes for settings that are fixed per
+//! process (HYTM_MODE, GLIBC_TUNABLES), and tables with ratios.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Barrier;
+use std::time::{Duration, Instant};
+
+/// How long and how often each cell is measured.
+#[derive(Clone, Copy, Debug)]
+pub struct Timing {
+    pub run: Duration,
+    pub reps: usize,
+}
+
+impl Timing {
+    /// `--quick` (or HYTM_BENCH_QUICK=1): 1 × 200 ms; otherwise the median
+    /// of 5 × 500 ms, the setting the peer figures were taken with.
+    pub fn from_args() -> Timing {
+        let quick = std::env::args().any(|a| a == "--quick")
+            || std::env::var("HYTM_BENCH_QUICK").is_ok_and(|v| v == "1");
+        if quick {
+            Timing {
+                run: Duration::from_millis(200),
+                reps: 1,
+            }
+        } else {
+            Timing {
+                run: Duration::from_millis(500),
+                reps: 5,
+            }
+        }
+    }
+}
+
+/// Pins the calling thread to one CPU (best effort).
+pub fn pin(cpu: usize) {
+    let n = std::thread::available_parallelism().map_or(1, |n| n.get());
+    // SAFETY: cpu_set_t is plain data; sched_setaffinity reads `set` only.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu % n, &mut set);
+        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
+    }
+}
+
+/// Runs `threads` pinned threads, each calling its operation in a loop, and
+/// returns the median throughput in million operations per second.
+pub fn measure<F, Op>(timing: Timing, threads: usize, make_op: F) -> f64
+where
+    F: Fn(usize) -> Op + Sync,
+    Op: FnMut(),
+{
+    let mut samples: Vec<f64> = (0..timing.reps)
+        .map(|_| {
+            let stop = AtomicBool::new(false);
+            let total = AtomicU64::new(0);
+            let barrier = Barrier::new(threads + 1);
+            let elapsed = std::thread::scope(|s| {
+                for t in 0..threads {
+                    let (stop, total, barrier, make_op) = (&stop, &total, &barrier, &make_op);
+                    s.spawn(move || {
+                        pin(t);
+                        let mut op = make_op(t);
+                        barrier.wait();
+                        let mut n = 0u64;
+                        while !stop.load(Ordering::Relaxed) {
+                            for _ in 0..64 {
+                                op();
+                            }
+                            n += 64;
+                        }
+                        total.fetch_add(n, Ordering::Relaxed);
+                    });
+                }
+                barrier.wait();
+                let start = Instant::now();
+                std::thread::sleep(timing.run);
+                stop.store(true, Ordering::Relaxed);
+                start.elapsed()
+            });
+            total.load(Ordering::Relaxed) as f64 / elapsed.as_secs_f64() / 1e6
+        })
+        .collect();
+    samples.sort_by(f64::total_cmp);
+    samples[samples.len() / 2]
+}
+
+/// A small fast generator for workload indices (not for anything else).
+pub struct XorShift(u64);
+
+impl XorShift {
+    pub fn new(seed: usize) -> XorShift {
+        XorShift(0x9E37_79B9_7F4A_7C15 ^ (seed as u64 + 1).wrapping_mul(0xBF58_476D_1CE4_E5B9))
+    }
+
+    #[inline]
+    pub fn next(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.0 = x;
+        x
+    }
+}
+
+/// One measured figure.
+#[derive(Clone, Debug)]
+pub struct Figure {
+    pub workload: String,
+    pub threads: usize,
+    pub peer: String,
+    pub mops: Option<f64>,
+}
+
+impl Figure {
+    pub fn line(&self) -> String {
+        format!(
+            "FIGURE\t{}\t{}\t{}\t{}",
+            self.workload,
+            self.threads,
+            self.peer,
+            self.mops.map_or("-".into(), |m| format!("{m:.3}"))
+        )
+    }
+
+    fn parse(line: &str) -> Option<Figure> {
+        let mut it = line.strip_prefix("FIGURE\t")?.split('\t');
+        Some(Figure {
+            workload: it.next()?.into(),
+            threads: it.next()?.parse().ok()?,
+            peer: it.next()?.into(),
+            mops: it.next()?.parse().ok(),
+        })
+    }
+}
+
+/// Whether this process is a child measuring one group of peers.
+pub fn child_group() -> Option<String> {
+    std::env::var("HYTM_BENCH_CHILD").ok()
+}
+
+/// Re-executes this bench binary with `env`, measuring peer group `group`;
+/// returns its figures and the lines it printed that were not figures.
+pub fn run_child(group: &str, env: &[(&str, &str)]) -> (Vec<Figure>, Vec<String>) {
+    let exe = std::env::current_exe().expect("current exe");
+    let mut cmd = Command::new(exe);
+    cmd.args(std::env::args().skip(1))
+        .env("HYTM_BENCH_CHILD", group);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().expect("run bench child");
+    if !out.status.success() {
+        eprintln!(
+            "child {group} failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let mut figures = Vec::new();
+    let mut notes = Vec::new();
+    for l in text.lines() {
+        match Figure::parse(l) {
+            Some(f) => figures.push(f),
+            None => notes.push(l.to_string()),
+        }
+    }
+    (figures, notes)
+}
+
+/// A ratio column: `name` = figure of `num` / figure of `den`.
+pub struct Ratio<'a> {
+    pub name: &'a str,
+    pub num: &'a str,
+    pub den: &'a str,
+}
+
+/// Prints one table: a row per (workload, threads), a column per peer in
+/// Mops/s, then the ratio columns.
+pub fn print_table(title: &str, figures: &[Figure], peers: &[&str], ratios: &[Ratio<'_>]) {
+    let mut rows: BTreeMap<(usize, String, usize), BTreeMap<String, Option<f64>>> = BTreeMap::new();
+    let mut order: Vec<(String, usize)> = Vec::new();
+    for f in figures {
+        let key = (f.workload.clone(), f.threads);
+        if !order.contains(&key) {
+            order.push(key.clone());
+        }
+        let pos = order.iter().position(|k| *k == key).unwrap();
+        rows.entry((pos, f.workload.clone(), f.threads))
+            .or_default()
+            .insert(f.peer.clone(), f.mops);
+    }
+    println!("\n{title} (Mops/s; ratios are hytm over the peer named)");
+    let mut head = format!("| {:<22} | {:>3} |", "workload", "thr");
+    let mut rule = format!("|{:-<24}|{:-<5}|", "", "");
+    for p in peers {
+        head += &format!(" {p:>14} |");
+        rule += &format!("{:-<16}|", "");
+    }
+    for r in ratios {
+        head += &format!(" {:>14} |", r.name);
+        rule += &format!("{:-<16}|", "");
+    }
+    println!("{head}\n{rule}");
+    for ((_, workload, threads), cells) in &rows {
+        let mut line = format!("| {workload:<22} | {threads:>3} |");
+        let get = |p: &str| cells.get(p).copied().flatten();
+        for p in peers {
+            line += &match get(p) {
+                Some(m) => format!(" {m:>14.2} |"),
+                None => format!(" {:>14} |", "n/a"),
+            };
+        }
+        for r in ratios {
+            line += &match (get(r.num), get(r.den)) {
+                (Some(a), Some(b)) if b > 0.0 => format!(" {:>13.2}x |", a / b),
+                _ => format!(" {:>14} |", "n/a"),
+            };
+        }
+        println!("{line}");
+    }
+}
