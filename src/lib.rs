@@ -26,13 +26,16 @@ pub mod policy;
 pub mod rtm;
 mod runtime;
 pub mod stats;
+mod tx;
 
 pub use cpu::{htm, CpuFacts, HtmInfo, ProbeResult, Verdict};
 pub use elide::{
     ElidedMutex, ElidedMutexGuard, ElidedRwLock, ElidedRwLockReadGuard, ElidedRwLockWriteGuard,
     RawElidedMutex, RawElidedRwLock,
 };
+pub use hytm_fallback::Restart;
 pub use policy::{FallbackKind, Policy};
 pub use runtime::{
     in_transaction, init, mode, mode_reason, Config, ConfigError, Injection, Mode, StatsOutput,
 };
+pub use tx::{atomic, atomic_irrevocable, globals, try_atomic, Site, TCell, Tx, TxError, Word};

@@ -87,6 +87,7 @@ pub struct Policy {
     backoff_min: u32,
     backoff_max: u32,
     adaptive: bool,
+    hardware: bool,
     fallback: FallbackKind,
     decide_fn: Option<DecideFn>,
 }
@@ -106,6 +107,7 @@ impl fmt::Debug for Policy {
             .field("max_waits", &self.max_waits)
             .field("backoff", &(self.backoff_min..=self.backoff_max))
             .field("adaptive", &self.adaptive)
+            .field("hardware", &self.hardware)
             .field("fallback", &self.fallback)
             .field("custom_decide", &self.decide_fn.is_some())
             .finish()
@@ -124,6 +126,7 @@ impl PartialEq for Policy {
             self.backoff_min,
             self.backoff_max,
             self.adaptive,
+            self.hardware,
             self.fallback,
             self.decide_fn.is_some(),
         ) == (
@@ -134,6 +137,7 @@ impl PartialEq for Policy {
             other.backoff_min,
             other.backoff_max,
             other.adaptive,
+            other.hardware,
             other.fallback,
             other.decide_fn.is_some(),
         )
@@ -160,50 +164,70 @@ impl Policy {
         backoff_min: 4,
         backoff_max: 512,
         adaptive: true,
+        hardware: true,
         fallback: FallbackKind::Stm,
         decide_fn: None,
     };
 
     /// Total hardware attempts charged before falling back (RETRY/CONFLICT).
-    pub fn max_attempts(mut self, n: u32) -> Policy {
+    pub const fn max_attempts(mut self, n: u32) -> Policy {
         self.max_attempts = n;
         self
     }
 
     /// Attempts allowed once a CAPACITY abort (without RETRY) was seen.
-    pub fn capacity_attempts(mut self, n: u32) -> Policy {
+    pub const fn capacity_attempts(mut self, n: u32) -> Policy {
         self.capacity_attempts = n;
         self
     }
 
     /// Attempts allowed once a status-0, DEBUG or NESTED abort was seen.
-    pub fn other_attempts(mut self, n: u32) -> Policy {
+    pub const fn other_attempts(mut self, n: u32) -> Policy {
         self.other_attempts = n;
         self
     }
 
     /// Uncharged waits for a busy lock before falling back anyway.
-    pub fn max_waits(mut self, n: u32) -> Policy {
+    pub const fn max_waits(mut self, n: u32) -> Policy {
         self.max_waits = n;
         self
     }
 
     /// Backoff bounds, in spin iterations, for the jittered exponential
     /// backoff between charged retries.
-    pub fn backoff(mut self, min_spins: u32, max_spins: u32) -> Policy {
+    pub const fn backoff(mut self, min_spins: u32, max_spins: u32) -> Policy {
         self.backoff_min = min_spins;
         self.backoff_max = max_spins;
         self
     }
 
     /// Turns the per-site adaptive skipping of the hardware path on or off.
-    pub fn adaptive(mut self, on: bool) -> Policy {
+    pub const fn adaptive(mut self, on: bool) -> Policy {
         self.adaptive = on;
         self
     }
 
+    /// Whether to try hardware at all. `false` sends every execution of the
+    /// lock or site straight to its fallback: for sections known to abort
+    /// (long, or doing I/O), and for tests that need the software path on
+    /// an RTM machine.
+    ///
+    /// ```
+    /// let stm_only = hytm::Policy::default().hardware(false);
+    /// assert!(!stm_only.uses_hardware());
+    /// ```
+    pub const fn hardware(mut self, on: bool) -> Policy {
+        self.hardware = on;
+        self
+    }
+
+    /// Whether hardware is tried at all.
+    pub const fn uses_hardware(&self) -> bool {
+        self.hardware
+    }
+
     /// The software path of [`crate::atomic`] when hardware gives up.
-    pub fn fallback(mut self, kind: FallbackKind) -> Policy {
+    pub const fn fallback(mut self, kind: FallbackKind) -> Policy {
         self.fallback = kind;
         self
     }
@@ -219,23 +243,23 @@ impl Policy {
     /// let p = Policy::default().decide_with(never_retry);
     /// assert_eq!(p.decide(&History::default(), AbortStatus::from_raw(2)), Decision::Fallback);
     /// ```
-    pub fn decide_with(mut self, f: DecideFn) -> Policy {
+    pub const fn decide_with(mut self, f: DecideFn) -> Policy {
         self.decide_fn = Some(f);
         self
     }
 
     /// Whether adaptive skipping is on.
-    pub fn is_adaptive(&self) -> bool {
+    pub const fn is_adaptive(&self) -> bool {
         self.adaptive
     }
 
     /// The fallback kind.
-    pub fn fallback_kind(&self) -> FallbackKind {
+    pub const fn fallback_kind(&self) -> FallbackKind {
         self.fallback
     }
 
     /// The charged-attempt budget.
-    pub fn attempt_budget(&self) -> u32 {
+    pub const fn attempt_budget(&self) -> u32 {
         self.max_attempts
     }
 

@@ -119,6 +119,9 @@ impl Elision {
             }
         }
         let policy = self.policy(rt);
+        if !policy.uses_hardware() {
+            return Ok(None);
+        }
         if policy.is_adaptive() && !self.adaptive.should_try_hardware() {
             self.fell_back(Execution::default(), GaveUp::Skipped);
             return Ok(None);
