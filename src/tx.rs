@@ -700,13 +700,12 @@ fn run_software<'env, R, E>(
             unreachable!("the software loop only holds software transactions")
         };
         match r {
-            Ok(v) => match soft.commit() {
-                Ok(()) => {
+            Ok(v) => {
+                if soft.commit().is_ok() {
                     exec.stm_commits += 1;
                     return Ok(v);
                 }
-                Err(Restart) => {}
-            },
+            }
             Err(TxError::Cancel(e)) => return Err(e),
             Err(TxError::Restart(_)) if tx.want_serial => break,
             Err(TxError::Restart(_)) => {}
