@@ -212,41 +212,87 @@ impl Execution {
     /// Must not run inside a hardware transaction.
     #[inline]
     pub fn commit_to(&self, site: SiteId) {
-        // try_with: during thread teardown the table may be gone; losing
-        // the counts of that last execution is better than a panic.
-        let _ = LOCAL.try_with(|table| {
-            let mut table = table.borrow_mut();
-            let i = site.0 as usize;
-            if table.slots.len() <= i {
-                table.slots.resize(i + 1, None);
-            }
-            let slot = table.slots[i].get_or_insert_with(|| new_slot(site));
-            let add = |k: usize, n: u64| {
-                if n != 0 {
-                    // Single writer: a plain load + store, not a locked RMW.
-                    let c = &slot.c[k];
-                    c.store(c.load(Ordering::Relaxed) + n, Ordering::Relaxed);
-                }
-            };
-            add(idx::ATTEMPTS, self.attempts.into());
-            add(idx::HW_COMMITS, self.hw_committed.into());
-            add(idx::INJECTED, self.injected.into());
-            add(idx::RETRIES, self.retries.into());
-            add(idx::WAITS, self.waits.into());
-            add(idx::SKIPPED, self.skipped.into());
-            add(idx::FALLBACK_LOCK, self.fallback_lock.into());
-            add(idx::STM_COMMITS, self.stm_commits.into());
-            add(idx::STM_RESTARTS, self.stm_restarts.into());
-            add(idx::SERIAL, self.serial.into());
+        with_slot(site, |slot| {
+            slot.add(idx::ATTEMPTS, self.attempts.into());
+            slot.add(idx::HW_COMMITS, self.hw_committed.into());
+            slot.add(idx::INJECTED, self.injected.into());
+            slot.add(idx::RETRIES, self.retries.into());
+            slot.add(idx::WAITS, self.waits.into());
+            slot.add(idx::SKIPPED, self.skipped.into());
+            slot.add(idx::FALLBACK_LOCK, self.fallback_lock.into());
+            slot.add(idx::STM_COMMITS, self.stm_commits.into());
+            slot.add(idx::STM_RESTARTS, self.stm_restarts.into());
+            slot.add(idx::SERIAL, self.serial.into());
             if self.attempts > u32::from(self.hw_committed) {
                 for (k, n) in self.aborts.iter().enumerate() {
-                    add(idx::ABORTS + k, (*n).into());
+                    slot.add(idx::ABORTS + k, (*n).into());
                 }
                 for (k, n) in self.explicit.iter().enumerate() {
-                    add(idx::EXPLICIT + k, (*n).into());
+                    slot.add(idx::EXPLICIT + k, (*n).into());
                 }
             }
         });
+    }
+}
+
+/// The two outcomes counted on every fast path, without building an
+/// [`Execution`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Outcome {
+    /// One hardware attempt that committed.
+    HardwareCommit,
+    /// One software transaction that committed without restarting.
+    SoftwareCommit,
+}
+
+/// Counts one fast-path outcome for `site` in this thread's slot. Must not
+/// run inside a hardware transaction.
+#[inline]
+pub(crate) fn count(site: SiteId, outcome: Outcome) {
+    with_slot(site, |slot| match outcome {
+        Outcome::HardwareCommit => {
+            slot.add(idx::ATTEMPTS, 1);
+            slot.add(idx::HW_COMMITS, 1);
+        }
+        Outcome::SoftwareCommit => slot.add(idx::STM_COMMITS, 1),
+    });
+}
+
+#[inline]
+fn with_slot(site: SiteId, f: impl FnOnce(&Slot)) {
+    // try_with: during thread teardown the table may be gone; losing the
+    // counts of that last execution is better than a panic.
+    let _ = LOCAL.try_with(|table| {
+        let mut table = table.borrow_mut();
+        let i = site.0 as usize;
+        match table.slots.get(i) {
+            Some(Some(slot)) => f(slot),
+            _ => f(table.slot_slow(site)),
+        }
+    });
+}
+
+impl LocalTable {
+    #[cold]
+    fn slot_slow(&mut self, site: SiteId) -> &Slot {
+        let i = site.0 as usize;
+        if self.slots.len() <= i {
+            self.slots.resize(i + 1, None);
+        }
+        self.slots[i].get_or_insert_with(|| new_slot(site))
+    }
+}
+
+impl Slot {
+    /// Adds `n` to counter `k`. Single writer (the owning thread): a plain
+    /// load + store, not a locked read-modify-write.
+    #[inline]
+    fn add(&self, k: usize, n: u64) {
+        if n != 0 {
+            let c = &self.c[k];
+            // Relaxed: statistics, read by snapshots with Relaxed loads.
+            c.store(c.load(Ordering::Relaxed) + n, Ordering::Relaxed);
+        }
     }
 }
 

@@ -23,7 +23,7 @@ use crate::attempt::{self, AdaptiveWord, GaveUp};
 use crate::policy::{FallbackKind, Policy};
 use crate::rtm::{code, Rtm};
 use crate::runtime::{runtime, Runtime};
-use crate::stats::{Execution, SiteId, SiteKind};
+use crate::stats::{self, Execution, Outcome, SiteId, SiteKind};
 
 /// The one transactional domain: every `TCell` and every path shares it.
 static GLOBALS: Globals = Globals::new();
@@ -433,12 +433,13 @@ impl Site {
     /// Runs `body` irrevocably (serially) at this site; see
     /// [`atomic_irrevocable`].
     pub fn atomic_irrevocable<'env, R>(&self, mut body: impl FnMut(&mut Tx<'env>) -> R) -> R {
-        no_software_nesting();
-        let mut exec = Execution::default();
-        let r = run_serial(&mut exec, &mut |tx: &mut Tx<'env>| {
+        let rt = runtime();
+        let _scope = SoftwareScope::enter();
+        let mut sw = SoftwareRun::default();
+        let r = run_serial(rt, &mut sw, &mut |tx: &mut Tx<'env>| {
             Ok::<R, TxError<std::convert::Infallible>>(body(tx))
         });
-        exec.commit_to(self.id());
+        sw.count(self.id(), false);
         match r {
             Ok(r) => r,
             Err(never) => match never {},
@@ -457,7 +458,7 @@ impl Site {
                     return run_nested_hardware(rtm, &mut body);
                 }
             }
-            no_software_nesting();
+            SoftwareScope::check_not_nested();
             if let Some(r) = self.try_hardware(rt, policy, &mut body) {
                 return r;
             }
@@ -465,20 +466,16 @@ impl Site {
             // Software-only site inside a hardware transaction: the
             // software path cannot run there; roll back, let it run outside.
             rtm.abort::<{ code::NEEDS_SERIAL }>();
+        }
+        let _scope = SoftwareScope::enter();
+        let mut sw = SoftwareRun::default();
+        let lock = policy.fallback_kind() != FallbackKind::Stm;
+        let r = if lock {
+            run_serial(rt, &mut sw, &mut body)
         } else {
-            no_software_nesting();
-        }
-        let mut exec = Execution::default();
-        let r = match policy.fallback_kind() {
-            FallbackKind::Stm => run_software(&mut exec, &mut body),
-            FallbackKind::GlobalLock | FallbackKind::RetryOnly => {
-                exec.fallback_lock = true;
-                run_serial(&mut exec, &mut body)
-            }
+            run_software(rt, &mut sw, &mut body)
         };
-        if exec.stm_commits + exec.stm_restarts > 0 || exec.serial || exec.fallback_lock {
-            exec.commit_to(self.id());
-        }
+        sw.count(self.id(), lock);
         r
     }
 
@@ -538,12 +535,7 @@ impl Site {
                 match r {
                     Ok(v) => {
                         commit_hardware(&tx);
-                        let exec = Execution {
-                            attempts: 1,
-                            hw_committed: true,
-                            ..Execution::default()
-                        };
-                        exec.commit_to(site);
+                        stats::count(site, Outcome::HardwareCommit);
                         self.adaptive.record(true);
                         Some(Ok(v))
                     }
@@ -660,38 +652,80 @@ thread_local! {
     static IN_SOFTWARE: Cell<bool> = const { Cell::new(false) };
 }
 
-/// Nested `atomic` on the software path would be a separate transaction
-/// (or wait forever for our own serial run): refuse it loudly.
-fn no_software_nesting() {
-    if IN_SOFTWARE.with(Cell::get) {
-        panic!("hytm: atomic() called inside the body of a software or serial transaction; nested transactions are only supported in hardware");
-    }
-}
-
-/// Clears `IN_SOFTWARE` when the body returns or unwinds.
+/// Marks this thread as running a software or serial body. Nested `atomic`
+/// there would be a separate transaction (or wait forever for our own serial
+/// run), so entering twice panics with a clear message.
 struct SoftwareScope;
 
 impl SoftwareScope {
+    #[inline]
     fn enter() -> SoftwareScope {
-        IN_SOFTWARE.with(|f| f.set(true));
+        if IN_SOFTWARE.with(|f| f.replace(true)) {
+            Self::nested();
+        }
         SoftwareScope
+    }
+
+    #[inline]
+    fn check_not_nested() {
+        if IN_SOFTWARE.with(Cell::get) {
+            Self::nested();
+        }
+    }
+
+    #[cold]
+    fn nested() -> ! {
+        panic!("hytm: atomic() called inside the body of a software or serial transaction; nested transactions are only supported in hardware")
     }
 }
 
 impl Drop for SoftwareScope {
+    #[inline]
     fn drop(&mut self) {
         IN_SOFTWARE.with(|f| f.set(false));
     }
 }
 
+/// What the software paths did, counted once at the end.
+#[derive(Default)]
+struct SoftwareRun {
+    commits: u32,
+    restarts: u32,
+    serial: bool,
+}
+
+impl SoftwareRun {
+    #[inline]
+    fn count(&self, site: SiteId, lock_fallback: bool) {
+        if self.commits == 1 && self.restarts == 0 && !self.serial {
+            stats::count(site, Outcome::SoftwareCommit);
+        } else {
+            let exec = Execution {
+                stm_commits: self.commits,
+                stm_restarts: self.restarts,
+                serial: self.serial,
+                fallback_lock: lock_fallback,
+                ..Execution::default()
+            };
+            exec.commit_to(site);
+        }
+    }
+}
+
 /// The NOrec path, escalating to serial after repeated restarts.
 fn run_software<'env, R, E>(
-    exec: &mut Execution,
+    rt: &Runtime,
+    sw: &mut SoftwareRun,
     body: &mut impl FnMut(&mut Tx<'env>) -> Result<R, TxError<E>>,
 ) -> Result<R, E> {
-    let scope = SoftwareScope::enter();
+    // Without a hardware path in this process nobody reads `sw_active`.
+    let soft = if rt.rtm.is_some() {
+        SoftTx::begin(&GLOBALS)
+    } else {
+        SoftTx::begin_without_hardware(&GLOBALS)
+    };
     let mut tx = Tx {
-        path: Path::Software(SoftTx::begin(&GLOBALS)),
+        path: Path::Software(soft),
         want_serial: false,
     };
     loop {
@@ -702,7 +736,7 @@ fn run_software<'env, R, E>(
         match r {
             Ok(v) => {
                 if soft.commit().is_ok() {
-                    exec.stm_commits += 1;
+                    sw.commits += 1;
                     return Ok(v);
                 }
             }
@@ -710,7 +744,7 @@ fn run_software<'env, R, E>(
             Err(TxError::Restart(_)) if tx.want_serial => break,
             Err(TxError::Restart(_)) => {}
         }
-        exec.stm_restarts += 1;
+        sw.restarts += 1;
         if soft.restarts() + 1 >= SERIAL_AFTER_RESTARTS {
             break;
         }
@@ -719,22 +753,29 @@ fn run_software<'env, R, E>(
     // Release the software transaction (sw_active) before the serial one
     // takes its place.
     drop(tx);
-    drop(scope);
-    run_serial(exec, body)
+    run_serial(rt, sw, body)
 }
 
 /// The serial-irrevocable path: runs alone, with an undo log so that a panic
 /// or a cancel leaves nothing behind.
 fn run_serial<'env, R, E>(
-    exec: &mut Execution,
+    rt: &Runtime,
+    sw: &mut SoftwareRun,
     body: &mut impl FnMut(&mut Tx<'env>) -> Result<R, TxError<E>>,
 ) -> Result<R, E> {
-    let _scope = SoftwareScope::enter();
-    exec.serial = true;
-    let mut tx = Tx {
-        path: Path::Serial(SerialTx::begin(&GLOBALS)),
-        want_serial: false,
+    sw.serial = true;
+    let begin = || {
+        let serial = if rt.rtm.is_some() {
+            SerialTx::begin(&GLOBALS)
+        } else {
+            SerialTx::begin_without_hardware(&GLOBALS)
+        };
+        Tx {
+            path: Path::Serial(serial),
+            want_serial: false,
+        }
     };
+    let mut tx = begin();
     loop {
         match body(&mut tx) {
             Ok(v) => {
@@ -749,10 +790,7 @@ fn run_serial<'env, R, E>(
             // anyway (a user-level retry) gets a clean rerun.
             Err(TxError::Restart(_)) => {
                 drop(tx);
-                tx = Tx {
-                    path: Path::Serial(SerialTx::begin(&GLOBALS)),
-                    want_serial: false,
-                };
+                tx = begin();
             }
         }
     }

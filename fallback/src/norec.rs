@@ -115,6 +115,9 @@ pub struct SoftTx<'g, 'env> {
     snapshot: u64,
     /// Number of `restart` calls.
     restarts: u32,
+    /// Whether this transaction counts itself in `sw_active` (false only
+    /// for [`SoftTx::begin_without_hardware`]).
+    announced: bool,
     /// Read log and redo log; every address in them came from a
     /// `&'env AtomicU64`.
     logs: ManuallyDrop<LogBox>,
@@ -153,10 +156,48 @@ impl<'g, 'env> SoftTx<'g, 'env> {
         // ordered after those loads; with it, any hardware transaction that
         // can still commit without moving `seq` committed before our snapshot.
         g.sw_active().fetch_add(1, Ordering::SeqCst);
+        Self::start(g, true)
+    }
+
+    /// Starts a software transaction that does not announce itself in
+    /// `sw_active`: for domains in which no hardware transaction can ever
+    /// run (the process has no usable RTM, or runs in fallback mode), where
+    /// `sw_active` has no reader and its two atomic updates per transaction
+    /// are pure cost.
+    ///
+    /// Mixing it with hardware transactions of the same domain is a bug: they
+    /// would not notice this transaction.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use hytm_fallback::{Globals, SoftTx};
+    /// use std::sync::atomic::{AtomicU64, Ordering};
+    ///
+    /// let g = Globals::new();
+    /// let x = AtomicU64::new(1);
+    /// let mut tx = SoftTx::begin_without_hardware(&g);
+    /// assert_eq!(g.sw_active().load(Ordering::Relaxed), 0);
+    /// let v = tx.read(&x).unwrap();
+    /// tx.write(&x, v + 1);
+    /// tx.commit().unwrap();
+    /// drop(tx);
+    /// assert_eq!(x.load(Ordering::Relaxed), 2);
+    /// assert_eq!(g.sw_active().load(Ordering::Relaxed), 0);
+    /// ```
+    #[inline]
+    #[must_use]
+    pub fn begin_without_hardware(g: &'g Globals) -> Self {
+        Self::start(g, false)
+    }
+
+    #[inline]
+    fn start(g: &'g Globals, announced: bool) -> Self {
         let mut tx = SoftTx {
             g,
             snapshot: 0,
             restarts: 0,
+            announced,
             logs: ManuallyDrop::new(log::take()),
             _env: PhantomData,
         };
@@ -510,9 +551,12 @@ impl Drop for SoftTx<'_, '_> {
         // this line, so taking the box out of its `ManuallyDrop` is sound.
         let logs = unsafe { ManuallyDrop::take(&mut self.logs) };
         log::give(logs);
-        // Release: a hardware transaction that then reads 0 skips `seq`; our
-        // last write-back (already published by `seq`) is ordered before.
-        self.g.sw_active().fetch_sub(1, Ordering::Release);
+        if self.announced {
+            // Release: a hardware transaction that then reads 0 skips `seq`;
+            // our last write-back (already published by `seq`) is ordered
+            // before.
+            self.g.sw_active().fetch_sub(1, Ordering::Release);
+        }
     }
 }
 

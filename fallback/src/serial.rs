@@ -61,6 +61,8 @@ pub struct SerialTx<'g, 'env> {
     /// Our serial ticket, released on drop.
     ticket: u64,
     committed: bool,
+    /// Whether this transaction counts itself in `sw_active`.
+    announced: bool,
     /// Undo log in `logs.writes`: first value of every word written, from a
     /// `&'env AtomicU64`.
     logs: ManuallyDrop<LogBox>,
@@ -93,6 +95,31 @@ impl<'g, 'env> SerialTx<'g, 'env> {
         // ordered before our loads of `seq` and of the words (it aborts the
         // hardware transactions in flight; later ones then watch `seq`).
         g.sw_active().fetch_add(1, Ordering::SeqCst);
+        Self::start(g, true)
+    }
+
+    /// Starts a serial transaction that does not announce itself in
+    /// `sw_active`, for domains in which no hardware transaction can run;
+    /// see [`SoftTx::begin_without_hardware`](crate::SoftTx::begin_without_hardware).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use hytm_fallback::{Globals, SerialTx};
+    /// use std::sync::atomic::Ordering;
+    ///
+    /// let g = Globals::new();
+    /// let tx = SerialTx::begin_without_hardware(&g);
+    /// assert_eq!(g.sw_active().load(Ordering::Relaxed), 0);
+    /// tx.commit();
+    /// assert_eq!(g.seq().load(Ordering::Relaxed), 2);
+    /// ```
+    #[must_use]
+    pub fn begin_without_hardware(g: &'g Globals) -> Self {
+        Self::start(g, false)
+    }
+
+    fn start(g: &'g Globals, announced: bool) -> Self {
         let ticket = g.serial_ticket();
         let backoff = Backoff::new();
         while g.serial_serving() != ticket {
@@ -126,6 +153,7 @@ impl<'g, 'env> SerialTx<'g, 'env> {
             odd,
             ticket,
             committed: false,
+            announced,
             logs: ManuallyDrop::new(log::take()),
             _env: PhantomData,
         }
@@ -234,9 +262,11 @@ impl Drop for SerialTx<'_, '_> {
         // of `seq`.
         self.g.seq().store(self.odd + 1, Ordering::Release);
         self.g.serial_done(self.ticket);
-        // Release: a hardware transaction that then reads 0 skips `seq`; our
-        // writes are ordered before.
-        self.g.sw_active().fetch_sub(1, Ordering::Release);
+        if self.announced {
+            // Release: a hardware transaction that then reads 0 skips `seq`;
+            // our writes are ordered before.
+            self.g.sw_active().fetch_sub(1, Ordering::Release);
+        }
     }
 }
 

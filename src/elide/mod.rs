@@ -22,7 +22,7 @@ use crate::attempt::{self, AdaptiveWord, GaveUp};
 use crate::policy::Policy;
 use crate::rtm::{code, Rtm};
 use crate::runtime::{runtime, Runtime};
-use crate::stats::{Execution, SiteId, SiteKind};
+use crate::stats::{self, Execution, Outcome, SiteId, SiteKind};
 
 /// Per-acquisition state kept in a guard: how the section got in.
 ///
@@ -216,12 +216,7 @@ impl Elision {
         // active: an abort would have resumed at its `xbegin` instead.
         unsafe { rtm.end() };
         if !rtm.test() {
-            let exec = Execution {
-                attempts: 1,
-                hw_committed: true,
-                ..Execution::default()
-            };
-            exec.commit_to(self.site);
+            stats::count(self.site, Outcome::HardwareCommit);
             self.adaptive.record(true);
         }
     }
