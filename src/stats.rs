@@ -10,7 +10,7 @@
 //! generator. When a thread exits, its slots are folded into the site's
 //! retired totals, so nothing is lost.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -150,6 +150,8 @@ struct LocalTable {
 
 impl Drop for LocalTable {
     fn drop(&mut self) {
+        // The cached slot pointer dies with this table.
+        LAST.with(|c| c.set((u32::MAX, std::ptr::null())));
         let reg = registry();
         let mut sites = lock(&reg.sites);
         let mut slots = lock(&reg.slots);
@@ -166,6 +168,12 @@ impl Drop for LocalTable {
 
 thread_local! {
     static LOCAL: RefCell<LocalTable> = const { RefCell::new(LocalTable { slots: Vec::new() }) };
+    /// The last slot this thread counted into, as (site, slot): the fast
+    /// path skips the table when a thread keeps counting at one site. The
+    /// pointer stays valid while `LOCAL` lives (the table holds an `Arc`);
+    /// `LocalTable::drop` clears it. No destructor, so it is usable during
+    /// thread teardown.
+    static LAST: Cell<(u32, *const Slot)> = const { Cell::new((u32::MAX, std::ptr::null())) };
 }
 
 #[cold]
@@ -260,15 +268,28 @@ pub(crate) fn count(site: SiteId, outcome: Outcome) {
 
 #[inline]
 fn with_slot(site: SiteId, f: impl FnOnce(&Slot)) {
+    let (last_site, last) = LAST.with(Cell::get);
+    if last_site == site.0 && !last.is_null() {
+        // SAFETY: LAST is only set below from a slot owned by this thread's
+        // live table (an Arc it holds), and cleared when that table drops.
+        return f(unsafe { &*last });
+    }
+    with_slot_slow(site, f);
+}
+
+#[cold]
+fn with_slot_slow(site: SiteId, f: impl FnOnce(&Slot)) {
     // try_with: during thread teardown the table may be gone; losing the
     // counts of that last execution is better than a panic.
     let _ = LOCAL.try_with(|table| {
         let mut table = table.borrow_mut();
         let i = site.0 as usize;
-        match table.slots.get(i) {
-            Some(Some(slot)) => f(slot),
-            _ => f(table.slot_slow(site)),
-        }
+        let slot: &Slot = match table.slots.get(i) {
+            Some(Some(slot)) => slot,
+            _ => table.slot_slow(site),
+        };
+        LAST.with(|c| c.set((site.0, slot as *const Slot)));
+        f(slot);
     });
 }
 

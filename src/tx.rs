@@ -255,7 +255,7 @@ impl<'env> Tx<'env> {
     ///
     /// [`Restart`] on the software path when the read would be inconsistent
     /// with earlier ones; return it (with `?`) and the body reruns.
-    #[inline]
+    #[inline(always)]
     pub fn read<T: Word>(&mut self, cell: &'env TCell<T>) -> Result<T, Restart> {
         let bits = match &mut self.path {
             // Relaxed: inside a hardware transaction the hardware orders and
@@ -273,7 +273,7 @@ impl<'env> Tx<'env> {
     ///
     /// Never fails today; it returns `Result` so bodies can use `?`
     /// uniformly and the software path may validate here later.
-    #[inline]
+    #[inline(always)]
     pub fn write<T: Word>(&mut self, cell: &'env TCell<T>, value: T) -> Result<(), Restart> {
         let bits = value.to_bits();
         match &mut self.path {
