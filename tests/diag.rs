@@ -107,3 +107,96 @@ fn help_exits_0() {
     assert!(out.status.success());
     assert!(text(&out.stdout).contains("USAGE"));
 }
+
+#[test]
+fn every_subcommand_exits_0_with_or_without_rtm() {
+    for cmd in ["probe", "perf", "cpu"] {
+        let out = diag(&[cmd, "--json"], &[]);
+        assert!(out.status.success(), "{cmd}: {}", text(&out.stderr));
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("valid JSON");
+        if cmd == "probe" {
+            assert_eq!(v["available"], hytm::htm().usable());
+            if !hytm::htm().usable() {
+                assert!(v["reason"]
+                    .as_str()
+                    .unwrap()
+                    .contains(&hytm::htm().reason()));
+            } else {
+                assert!(v["capacity_lines"]["write_set"].as_u64().unwrap() > 0);
+            }
+        }
+        if cmd == "perf" && v["available"] == false {
+            assert!(!v["reason"].as_str().unwrap().is_empty());
+        }
+        let help = diag(&[cmd, "--help"], &[]);
+        assert!(help.status.success());
+        assert!(text(&help.stdout).contains(&format!("hytm-diag {cmd}")));
+    }
+}
+
+#[test]
+fn contention_reports_shares_that_add_up() {
+    let out = diag(
+        &[
+            "contention",
+            "--threads",
+            "2",
+            "--keys",
+            "16",
+            "--duration",
+            "0.2",
+            "--json",
+        ],
+        &[],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(v["sections"].as_u64().unwrap() > 0);
+    let hw = v["hw_commit_share"].as_f64().unwrap();
+    let fb = v["fallback_share"].as_f64().unwrap();
+    assert!((hw + fb - 1.0).abs() < 1e-9, "{hw} + {fb}");
+    for bad in [["--threads", "0"], ["--keys", "x"], ["--duration", "-1"]] {
+        let out = diag(&["contention", bad[0], bad[1]], &[]);
+        assert_eq!(out.status.code(), Some(2));
+        assert!(text(&out.stderr).contains(bad[0]));
+    }
+}
+
+#[test]
+fn hytm_stats_reports_at_exit_as_table_and_json_with_the_same_numbers() {
+    // Injection puts the elided lock on the counted path on any machine.
+    let env = [("HYTM_INJECT", "conflict:0.5"), ("HYTM_STATS", "stderr")];
+    let out = diag(&["contention", "--duration", "0.2", "--json"], &env);
+    assert!(out.status.success());
+    let run: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let table = text(&out.stderr);
+    let row = table
+        .lines()
+        .find(|l| l.starts_with("hytm-diag contention"))
+        .unwrap_or_else(|| panic!("no row in:\n{table}"));
+    let cells: Vec<&str> = row.split_whitespace().collect();
+    // The name is two words, then the kind, then the attempts.
+    assert_eq!(cells[2], "mutex");
+    assert_eq!(cells[3], run["hw_attempts"].to_string(), "{row}");
+
+    let path = std::env::temp_dir().join(format!("hytm-stats-{}.json", std::process::id()));
+    let json_env = [
+        ("HYTM_INJECT", "conflict:0.5"),
+        ("HYTM_STATS", &format!("json:{}", path.display())),
+    ];
+    let out = diag(&["contention", "--duration", "0.2", "--json"], &json_env);
+    assert!(out.status.success());
+    let run: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    std::fs::remove_file(&path).ok();
+    let site = report["sites"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "hytm-diag contention")
+        .expect("site in JSON");
+    assert_eq!(site["attempts"], run["hw_attempts"]);
+    assert_eq!(site["aborts"]["conflict"], run["aborts"]["conflict"]);
+    assert!(site["injected"].as_u64().unwrap() > 0);
+}

@@ -1,0 +1,95 @@
+//! `hytm-diag cpu`: detection at a glance.
+
+use hytm::rtm::AbortCause;
+
+use crate::{Lines, Output};
+
+fn yes_no(b: bool) -> &'static str {
+    if b {
+        "yes"
+    } else {
+        "no"
+    }
+}
+
+pub fn run() -> Output {
+    let info = hytm::htm();
+    let cpu = info.cpu();
+    let mut l = Lines::default();
+    if cpu.x86_64 {
+        l.add("cpu", format!("{} ({})", cpu.brand, cpu.vendor));
+        l.add(
+            "family/model/step",
+            format!("{:#x}/{:#x}/{:#x}", cpu.family, cpu.model, cpu.stepping),
+        );
+        l.add("hypervisor", yes_no(cpu.hypervisor));
+        l.add("RTM", yes_no(cpu.rtm));
+        l.add("HLE", yes_no(cpu.hle));
+        l.add("RTM_ALWAYS_ABORT", yes_no(cpu.rtm_always_abort));
+        l.add("TSX_FORCE_ABORT", yes_no(cpu.tsx_force_abort));
+        l.add("TSXLDTRK", yes_no(cpu.tsxldtrk));
+        l.add("denylist", cpu.denylisted().unwrap_or("not listed"));
+    } else {
+        l.add("cpu", "not x86_64");
+    }
+    let verdict = if info.usable() {
+        "usable"
+    } else {
+        "not usable"
+    };
+    l.add("verdict", format!("{verdict} ({})", info.reason()));
+    l.add(
+        "probe",
+        match info.probe() {
+            Some(p) => p.to_string(),
+            None => "not run (CPUID rules RTM out)".into(),
+        },
+    );
+    l.add(
+        "mode",
+        format!("{} ({})", hytm::mode(), hytm::mode_reason()),
+    );
+
+    let probe = info.probe().map(|p| {
+        let aborts: serde_json::Map<String, serde_json::Value> = AbortCause::ALL
+            .iter()
+            .map(|c| (c.name().to_string(), p.aborts[c.index()].into()))
+            .collect();
+        serde_json::json!({
+            "attempts": p.attempts,
+            "commits": p.commits,
+            "aborts": aborts,
+            "first_abort": p.first_abort.map(|s| s.to_string()),
+            "first_abort_raw": p.first_abort.map(|s| s.raw()),
+            "ns_per_commit": p.ns_per_commit,
+        })
+    });
+    let json = serde_json::json!({
+        "cpu": {
+            "x86_64": cpu.x86_64,
+            "vendor": cpu.vendor,
+            "brand": cpu.brand,
+            "family": cpu.family,
+            "model": cpu.model,
+            "stepping": cpu.stepping,
+            "hypervisor": cpu.hypervisor,
+        },
+        "tsx": {
+            "rtm": cpu.rtm,
+            "hle": cpu.hle,
+            "rtm_always_abort": cpu.rtm_always_abort,
+            "tsx_force_abort": cpu.tsx_force_abort,
+            "tsxldtrk": cpu.tsxldtrk,
+            "denylisted": cpu.denylisted(),
+        },
+        "usable": info.usable(),
+        "reason": info.reason(),
+        "probe": probe,
+        "mode": hytm::mode().name(),
+        "mode_reason": hytm::mode_reason(),
+    });
+    Output {
+        text: l.into_string(),
+        json,
+    }
+}
