@@ -49,12 +49,14 @@ pub struct CpuFacts {
 
 impl CpuFacts {
     /// Reads the facts of the CPU running this thread.
+    /// Under Miri (which cannot run `cpuid`) this reports a machine that is
+    /// not x86_64.
     pub fn read() -> CpuFacts {
-        #[cfg(target_arch = "x86_64")]
+        #[cfg(all(target_arch = "x86_64", not(miri)))]
         {
             Self::read_from(raw_cpuid::CpuIdReaderNative)
         }
-        #[cfg(not(target_arch = "x86_64"))]
+        #[cfg(not(all(target_arch = "x86_64", not(miri))))]
         {
             CpuFacts::not_x86_64()
         }
