@@ -39,3 +39,8 @@ pub use runtime::{
     in_transaction, init, mode, mode_reason, Config, ConfigError, Injection, Mode, StatsOutput,
 };
 pub use tx::{atomic, atomic_irrevocable, globals, try_atomic, Site, TCell, Tx, TxError, Word};
+
+/// The README's examples, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
