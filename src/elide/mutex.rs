@@ -127,6 +127,14 @@ pub struct ElidedMutex<T: ?Sized> {
 
 /// The guard of an [`ElidedMutex`]: dropping it commits the transaction or
 /// releases the real lock, whichever the section entered by.
+///
+/// Guards are `!Send`: a transaction (and a parking_lot lock) belongs to
+/// the thread that entered it.
+///
+/// ```compile_fail
+/// fn assert_send<T: Send>() {}
+/// assert_send::<hytm::ElidedMutexGuard<'static, u8>>();
+/// ```
 pub type ElidedMutexGuard<'a, T> = lock_api::MutexGuard<'a, RawElidedMutex, T>;
 
 impl<T> ElidedMutex<T> {

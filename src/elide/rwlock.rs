@@ -152,9 +152,19 @@ pub struct ElidedRwLock<T: ?Sized> {
     inner: lock_api::RwLock<RawElidedRwLock, T>,
 }
 
-/// Shared guard of an [`ElidedRwLock`].
+/// Shared guard of an [`ElidedRwLock`]; `!Send`, like the write guard.
+///
+/// ```compile_fail
+/// fn assert_send<T: Send>() {}
+/// assert_send::<hytm::ElidedRwLockReadGuard<'static, u8>>();
+/// ```
 pub type ElidedRwLockReadGuard<'a, T> = lock_api::RwLockReadGuard<'a, RawElidedRwLock, T>;
 /// Exclusive guard of an [`ElidedRwLock`].
+///
+/// ```compile_fail
+/// fn assert_send<T: Send>() {}
+/// assert_send::<hytm::ElidedRwLockWriteGuard<'static, u8>>();
+/// ```
 pub type ElidedRwLockWriteGuard<'a, T> = lock_api::RwLockWriteGuard<'a, RawElidedRwLock, T>;
 
 impl<T> ElidedRwLock<T> {
