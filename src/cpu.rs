@@ -199,8 +199,13 @@ impl ProbeResult {
     fn run(rtm: Rtm) -> ProbeResult {
         // Pre-fault the cache lines the transactions write: a first touch of
         // a page aborts every time (the fault is serviced only outside).
+        // `vec![0; n]` may come from calloc without writing the pages, so
+        // write every element non-transactionally first.
         let mut buf = vec![0u64; 64];
-        std::hint::black_box(&mut buf);
+        for x in buf.iter_mut() {
+            // SAFETY: `x` is a valid, aligned, exclusive reference.
+            unsafe { std::ptr::write_volatile(x, 1) };
+        }
         let mut result = ProbeResult {
             attempts: 0,
             commits: 0,

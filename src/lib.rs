@@ -38,7 +38,9 @@ pub use policy::{FallbackKind, Policy};
 pub use runtime::{
     in_transaction, init, mode, mode_reason, Config, ConfigError, Injection, Mode, StatsOutput,
 };
-pub use tx::{atomic, atomic_irrevocable, globals, try_atomic, Site, TCell, Tx, TxError, Word};
+pub use tx::{
+    atomic, atomic_irrevocable, protocol_words, try_atomic, Site, TCell, Tx, TxError, Word,
+};
 
 /// The README's examples, compiled and run as doctests.
 #[cfg(doctest)]

@@ -304,7 +304,8 @@ impl Policy {
     /// | --- | --- |
     /// | explicit `0xff` lock busy, `0xfe` software committing | wait until free, retry (uncharged), up to `max_waits` |
     /// | explicit `0xfc` panic, `0xfa` needs serial, user codes | fallback at once |
-    /// | explicit `0xfd` injected rollback | retry like a conflict |
+    /// | explicit `0xfd` injected, `0xf9` nested lock busy | retry like a conflict |
+    /// | explicit `0xf8` body cancelled (uncharged) | fallback at once |
     /// | CAPACITY without RETRY | retry until `capacity_attempts` |
     /// | RETRY or CONFLICT | jittered exponential backoff, until `max_attempts` |
     /// | status 0, DEBUG, NESTED | retry until `other_attempts` |
@@ -323,7 +324,7 @@ impl Policy {
                 code::LOCK_BUSY | code::SW_COMMITTING if h.waits < self.max_waits => {
                     Decision::WaitThenRetry
                 }
-                code::INJECTED => self.retry_within(h, self.max_attempts),
+                code::INJECTED | code::NESTED_BUSY => self.retry_within(h, self.max_attempts),
                 _ => Decision::Fallback,
             };
         }
@@ -368,7 +369,7 @@ impl Policy {
     pub fn charges(status: AbortStatus) -> bool {
         !matches!(
             status.explicit_code(),
-            Some(code::LOCK_BUSY | code::SW_COMMITTING)
+            Some(code::LOCK_BUSY | code::SW_COMMITTING | code::CANCELLED)
         )
     }
 
@@ -378,7 +379,10 @@ impl Policy {
         if Self::charges(status) {
             history.charged += 1;
         }
-        if status.is_capacity() && !status.may_retry() {
+        if status.is_explicit() {
+            // Explicit aborts carry NESTED when raised in a nested level;
+            // that says nothing about the hardware, so no tighter budget.
+        } else if status.is_capacity() && !status.may_retry() {
             history.capacity += 1;
         } else if status.is_unexplained() || status.is_debug() || status.is_nested() {
             history.other += 1;
@@ -386,7 +390,8 @@ impl Policy {
     }
 }
 
-/// Per-site, per-thread adaptive state: whether to try hardware at all.
+/// Per-site adaptive state (one per lock or `atomic` site, shared by its
+/// threads): whether to try hardware at all.
 ///
 /// When executions keep ending on the fallback, the hardware path is skipped
 /// for a growing number of executions (doubling from [`Adaptive::MIN_SKIP`]

@@ -23,7 +23,8 @@ pub mod code {
     pub const LOCK_BUSY: u8 = 0xff;
     /// A software transaction was committing (NOrec `seq` odd) at subscription.
     pub const SW_COMMITTING: u8 = 0xfe;
-    /// Rollback injection: the body ran, then the runtime aborted before commit.
+    /// An injected abort (`HYTM_INJECT` with cause `explicit`): reported
+    /// before the body runs, as if the hardware had aborted.
     pub const INJECTED: u8 = 0xfd;
     /// The body panicked; the guard aborted instead of committing.
     pub const PANIC: u8 = 0xfc;
@@ -31,6 +32,12 @@ pub mod code {
     pub const NESTED_TRY_LOCK: u8 = 0xfb;
     /// The body asked for an irrevocable (serial) run, which hardware cannot give.
     pub const NEEDS_SERIAL: u8 = 0xfa;
+    /// A lock (or software commit) that a *nested* section subscribed to was
+    /// busy; the enclosing loop cannot wait on it, so it backs off and retries.
+    pub const NESTED_BUSY: u8 = 0xf9;
+    /// The body cancelled or asked to restart in hardware: the software path
+    /// gives the definitive answer. Not charged to the retry budget.
+    pub const CANCELLED: u8 = 0xf8;
     /// First code reserved for the runtime.
     pub const RESERVED_START: u8 = 0xf0;
 
@@ -48,6 +55,8 @@ pub mod code {
             PANIC => Some("panic in body"),
             NESTED_TRY_LOCK => Some("nested try_lock"),
             NEEDS_SERIAL => Some("needs serial"),
+            NESTED_BUSY => Some("nested lock busy"),
+            CANCELLED => Some("body cancelled"),
             RESERVED_START..=0xff => Some("runtime reserved"),
             _ => None,
         }
@@ -327,7 +336,8 @@ impl fmt::Display for AbortCause {
 ///     match rtm.begin() {
 ///         Ok(()) => {
 ///             assert!(rtm.test());
-///             // SAFETY: begin() returned Ok, so we are inside a transaction.
+///             // SAFETY: begin() returned Ok, so we are inside the
+///             // transaction this code opened.
 ///             unsafe { rtm.end() };
 ///         }
 ///         Err(status) => println!("aborted: {status}"),
@@ -394,7 +404,10 @@ impl Rtm {
     /// # Safety
     ///
     /// Must be inside a transaction ([`Rtm::test`] is true): `xend` outside
-    /// one raises `#GP`.
+    /// one raises `#GP`. And the innermost level must have been opened by
+    /// the caller's own [`Rtm::begin`], not by an elided lock's guard, an
+    /// `atomic` body or the runtime: ending theirs early leaves their data
+    /// unprotected (a data race) and makes their own `xend` fault.
     #[inline(always)]
     pub unsafe fn end(self) {
         // SAFETY: the token proves RTM is supported; the caller guarantees
@@ -418,22 +431,16 @@ impl Rtm {
         unsafe { imp::xtest() }
     }
 
-    /// Commits if inside a transaction; does nothing otherwise.
-    #[inline(always)]
-    pub fn end_if_active(self) {
-        if self.test() {
-            // SAFETY: xtest just said we are in a transaction.
-            unsafe { self.end() }
-        }
-    }
-
     /// `xsusldtrk`: stop tracking loads in the read set (stores stay
     /// transactional) until [`Rtm::resume_load_tracking`].
     ///
     /// # Safety
     ///
     /// The CPU must report TSXLDTRK ([`crate::HtmInfo::cpu`]); otherwise the
-    /// instruction raises `#UD`.
+    /// instruction raises `#UD`. While tracking is suspended, no data
+    /// protected by hytm (an elided lock's data, a `TCell`) and no lock,
+    /// `seq` or `sw_active` word may be loaded: such loads leave the read
+    /// set, so the transaction could commit a torn read.
     #[inline(always)]
     pub unsafe fn suspend_load_tracking(self) {
         // SAFETY: the caller guarantees TSXLDTRK.
@@ -510,8 +517,10 @@ mod imp {
         let inside: u8;
         // SAFETY: RTM supported (caller); xtest only sets ZF.
         unsafe {
+            // xtest writes ZF (and clears CF, OF, SF, PF, AF): flags are
+            // clobbered, so no `preserves_flags`.
             asm!("xtest", "setnz {inside}", inside = out(reg_byte) inside,
-                 options(nostack, nomem, preserves_flags));
+                 options(nostack, nomem));
         }
         inside != 0
     }

@@ -100,6 +100,15 @@ impl ConfigError {
         }
     }
 
+    fn already_installed() -> ConfigError {
+        ConfigError {
+            setting: "Config::install".into(),
+            value: String::new(),
+            accepted: "call hytm::init or Config::install first".into(),
+            problem: Problem::AlreadyInstalled,
+        }
+    }
+
     /// The setting: an environment variable such as `HYTM_MODE`, or a
     /// configuration field such as `Config::mode`.
     pub fn setting(&self) -> &str {
@@ -169,7 +178,7 @@ const ENV_MODE: &str = "HYTM_MODE";
 const ENV_INJECT: &str = "HYTM_INJECT";
 const ENV_STATS: &str = "HYTM_STATS";
 const INJECT_ACCEPTED: &str =
-    "<cause>:<probability>[,...] with cause conflict|capacity|retry|explicit|nested|debug|other and probability in 0..=1";
+    "<cause>:<probability>[,...] with cause conflict|capacity|retry|explicit|nested|debug|other and probability in 0..=1, the probabilities adding up to at most 1";
 
 /// The runtime configuration: mode, policy, injection, statistics output.
 ///
@@ -252,6 +261,10 @@ impl Config {
         if let Some(v) = var(ENV_INJECT) {
             config.injections = parse_injections(&v)?;
             config.inject_setting = ENV_INJECT;
+            let total: f64 = config.injections.iter().map(|i| i.probability).sum();
+            if total > 1.0 + 1e-9 {
+                return Err(ConfigError::invalid(ENV_INJECT, &v, INJECT_ACCEPTED));
+            }
         }
         if let Some(v) = var(ENV_STATS) {
             config.stats = parse_stats(&v)?;
@@ -322,6 +335,19 @@ impl Config {
     ///
     /// The first field with a bad value.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        let total: f64 = self.injections.iter().map(|i| i.probability).sum();
+        if total > 1.0 + 1e-9 {
+            let value: Vec<String> = self
+                .injections
+                .iter()
+                .map(|i| format!("{}:{}", i.cause, i.probability))
+                .collect();
+            return Err(ConfigError::invalid(
+                self.inject_setting,
+                &value.join(","),
+                "probabilities that add up to at most 1 (one draw per attempt picks at most one cause)",
+            ));
+        }
         for inj in &self.injections {
             if !(0.0..=1.0).contains(&inj.probability) {
                 return Err(ConfigError::invalid(
@@ -360,6 +386,11 @@ impl Config {
     /// # Ok::<(), hytm::ConfigError>(())
     /// ```
     pub fn install(self) -> Result<(), ConfigError> {
+        // Refuse a second installation before resolving: resolution may run
+        // detection, which executes `xbegin`.
+        if RUNTIME.get().is_some() {
+            return Err(ConfigError::already_installed());
+        }
         let runtime = Runtime::resolve(self)?;
         let mut fresh = false;
         let installed = RUNTIME.get_or_init(|| {
@@ -370,12 +401,7 @@ impl Config {
             installed.on_installed();
             Ok(())
         } else {
-            Err(ConfigError {
-                setting: "Config::install".into(),
-                value: String::new(),
-                accepted: "call hytm::init or Config::install first".into(),
-                problem: Problem::AlreadyInstalled,
-            })
+            Err(ConfigError::already_installed())
         }
     }
 }

@@ -149,8 +149,10 @@ impl<T: Word> TCell<T> {
     }
 
     /// Reads the value outside any transaction. Each call sees one
-    /// committed value of this cell, but two calls may straddle a commit:
-    /// read several cells consistently inside [`atomic`].
+    /// committed value of this cell (it waits out a software write-back or
+    /// a serial transaction, whose writes may still be undone), but two
+    /// calls may straddle a commit: read several cells consistently inside
+    /// [`atomic`].
     ///
     /// ```
     /// let c = hytm::TCell::new('x');
@@ -158,9 +160,23 @@ impl<T: Word> TCell<T> {
     /// ```
     #[inline]
     pub fn load(&self) -> T {
-        // Acquire: pairs with the software commit's Release publication, so
-        // data the committed transaction wrote before is visible after.
-        T::from_bits(self.word.load(Ordering::Acquire))
+        let seq = GLOBALS.seq();
+        let backoff = crossbeam_utils::Backoff::new();
+        loop {
+            // Acquire: the writes of every commit up to `before` are
+            // visible to the load below (seqlock reader).
+            let before = seq.load(Ordering::Acquire);
+            if before & 1 == 0 {
+                // Relaxed, then an Acquire fence before re-reading `seq`:
+                // if a writer's store reached us, so did its odd `seq`.
+                let bits = self.word.load(Ordering::Relaxed);
+                std::sync::atomic::fence(Ordering::Acquire);
+                if seq.load(Ordering::Relaxed) == before {
+                    return T::from_bits(bits);
+                }
+            }
+            backoff.snooze();
+        }
     }
 
     /// A mutable reference proves no transaction uses the cell: sets it
@@ -246,6 +262,8 @@ enum Path<'env> {
 pub struct Tx<'env> {
     path: Path<'env>,
     want_serial: bool,
+    /// A transaction belongs to the thread that runs it.
+    _not_send: PhantomData<*mut ()>,
 }
 
 impl<'env> Tx<'env> {
@@ -434,6 +452,11 @@ impl Site {
     /// [`atomic_irrevocable`].
     pub fn atomic_irrevocable<'env, R>(&self, mut body: impl FnMut(&mut Tx<'env>) -> R) -> R {
         let rt = runtime();
+        if let Some(rtm) = rt.rtm.filter(|rtm| rtm.test()) {
+            // Irrevocable work cannot run speculatively: roll the enclosing
+            // transaction back so it reruns on its fallback.
+            rtm.abort::<{ code::NEEDS_SERIAL }>();
+        }
         let _scope = SoftwareScope::enter();
         let mut sw = SoftwareRun::default();
         let r = run_serial(rt, &mut sw, &mut |tx: &mut Tx<'env>| {
@@ -452,15 +475,23 @@ impl Site {
     ) -> Result<R, E> {
         let rt = runtime();
         let policy = self.policy.as_ref().unwrap_or(rt.config.default_policy());
+        let mut serial_first = false;
         if rt.hardware_path && policy.uses_hardware() {
             if let Some(rtm) = rt.rtm {
                 if rtm.test() {
+                    if SoftwareScope::active() {
+                        // In an elided section inside a software body: roll
+                        // the section back; rerun under its lock, this call
+                        // then reports the nesting.
+                        rtm.abort::<{ code::NEEDS_SERIAL }>();
+                    }
                     return run_nested_hardware(rtm, &mut body);
                 }
             }
             SoftwareScope::check_not_nested();
-            if let Some(r) = self.try_hardware(rt, policy, &mut body) {
-                return r;
+            match self.try_hardware(rt, policy, &mut body) {
+                Ok(r) => return r,
+                Err(why) => serial_first = why == GaveUp::NeedsSerial,
             }
         } else if let Some(rtm) = rt.rtm.filter(|rtm| rtm.test()) {
             // Software-only site inside a hardware transaction: the
@@ -470,7 +501,7 @@ impl Site {
         let _scope = SoftwareScope::enter();
         let mut sw = SoftwareRun::default();
         let lock = policy.fallback_kind() != FallbackKind::Stm;
-        let r = if lock {
+        let r = if lock || serial_first {
             run_serial(rt, &mut sw, &mut body)
         } else {
             run_software(rt, &mut sw, &mut body)
@@ -479,15 +510,15 @@ impl Site {
         r
     }
 
-    /// The hardware attempts; `None` when the policy gave up (the caller
-    /// takes the software path).
+    /// The hardware attempts; `Err` with the reason when the policy gave up
+    /// (the caller takes the software path).
     #[inline]
     fn try_hardware<'env, R, E>(
         &self,
         rt: &Runtime,
         policy: &Policy,
         body: &mut impl FnMut(&mut Tx<'env>) -> Result<R, TxError<E>>,
-    ) -> Option<Result<R, E>> {
+    ) -> Result<Result<R, E>, GaveUp> {
         let site = self.id();
         if policy.is_adaptive() && !self.adaptive.should_try_hardware() {
             let exec = Execution {
@@ -495,7 +526,7 @@ impl Site {
                 ..Execution::default()
             };
             exec.commit_to(site);
-            return None;
+            return Err(GaveUp::Skipped);
         }
         let retry_only = policy.fallback_kind() == FallbackKind::RetryOnly;
         let boosted;
@@ -528,6 +559,7 @@ impl Site {
                         wrote: false,
                     },
                     want_serial: false,
+                    _not_send: PhantomData,
                 };
                 let abort_on_unwind = AbortOnUnwind(rtm);
                 let r = body(&mut tx);
@@ -537,12 +569,12 @@ impl Site {
                         commit_hardware(&tx);
                         stats::count(site, Outcome::HardwareCommit);
                         self.adaptive.record(true);
-                        Some(Ok(v))
+                        Ok(Ok(v))
                     }
                     // A body that restarts or cancels in hardware: roll back
                     // and let the software path give the definitive answer.
                     Err(_) => {
-                        rtm.abort::<{ code::NEEDS_SERIAL }>();
+                        rtm.abort::<{ code::CANCELLED }>();
                         unreachable!("xabort returned inside a transaction")
                     }
                 }
@@ -552,7 +584,7 @@ impl Site {
                 if why == GaveUp::Budget {
                     self.adaptive.record(false);
                 }
-                None
+                Err(why)
             }
         }
     }
@@ -622,6 +654,7 @@ fn run_nested_hardware<'env, R, E>(
             wrote: false,
         },
         want_serial: false,
+        _not_send: PhantomData,
     };
     let guard = AbortOnUnwind(rtm);
     let r = body(&mut tx);
@@ -641,7 +674,7 @@ fn run_nested_hardware<'env, R, E>(
             Ok(v)
         }
         Err(_) => {
-            rtm.abort::<{ code::NEEDS_SERIAL }>();
+            rtm.abort::<{ code::CANCELLED }>();
             unreachable!("xabort returned inside a transaction")
         }
     }
@@ -664,6 +697,11 @@ impl SoftwareScope {
             Self::nested();
         }
         SoftwareScope
+    }
+
+    #[inline]
+    fn active() -> bool {
+        IN_SOFTWARE.with(Cell::get)
     }
 
     #[inline]
@@ -700,10 +738,12 @@ impl SoftwareRun {
         if self.commits == 1 && self.restarts == 0 && !self.serial {
             stats::count(site, Outcome::SoftwareCommit);
         } else {
+            // A global-lock fallback is counted as the lock, not as a serial
+            // escalation, so each execution is counted once.
             let exec = Execution {
                 stm_commits: self.commits,
                 stm_restarts: self.restarts,
-                serial: self.serial,
+                serial: self.serial && !lock_fallback,
                 fallback_lock: lock_fallback,
                 ..Execution::default()
             };
@@ -727,6 +767,7 @@ fn run_software<'env, R, E>(
     let mut tx = Tx {
         path: Path::Software(soft),
         want_serial: false,
+        _not_send: PhantomData,
     };
     loop {
         let r = body(&mut tx);
@@ -773,6 +814,7 @@ fn run_serial<'env, R, E>(
         Tx {
             path: Path::Serial(serial),
             want_serial: false,
+            _not_send: PhantomData,
         }
     };
     let mut tx = begin();
@@ -904,8 +946,22 @@ pub fn atomic_irrevocable<'env, R>(body: impl FnMut(&mut Tx<'env>) -> R) -> R {
     UNNAMED.atomic_irrevocable(body)
 }
 
-/// The hybrid protocol's shared words, for tests and diagnostics.
-#[doc(hidden)]
-pub fn globals() -> &'static Globals {
-    &GLOBALS
+/// A snapshot of the hybrid protocol's shared words, for tests and
+/// diagnostics: `(seq, sw_active)`. `seq` is odd while a software writer
+/// writes back or a serial transaction runs; `sw_active` counts software
+/// and serial transactions in flight (it stays 0 where no hardware path
+/// exists, since nobody would read it).
+///
+/// ```
+/// let (seq, sw_active) = hytm::protocol_words();
+/// assert_eq!(seq % 2, 0);
+/// assert_eq!(sw_active, 0);
+/// ```
+pub fn protocol_words() -> (u64, u64) {
+    // SeqCst: a diagnostic snapshot; ordering against anything else is
+    // not promised.
+    (
+        GLOBALS.seq().load(Ordering::SeqCst),
+        GLOBALS.sw_active().load(Ordering::SeqCst),
+    )
 }

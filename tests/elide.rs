@@ -8,11 +8,8 @@ use std::time::{Duration, Instant};
 
 use hytm::{ElidedMutex, ElidedRwLock};
 
-fn silent_panics() {
-    // The default hook writes to stderr, which would abort a transaction by
-    // itself; a silent hook lets the guard's own abort be what is tested.
-    std::panic::set_hook(Box::new(|_| {}));
-}
+mod common;
+use common::silence_panics_on_this_thread as silent_panics;
 
 #[test]
 fn counters_lose_no_increment() {
@@ -99,35 +96,43 @@ fn a_panicking_section_leaves_exactly_one_run_and_releases_the_lock() {
         assert_eq!(g[0], round);
         assert_eq!(g.len(), 4 + round as usize);
     }
-    let _ = std::panic::take_hook();
 }
 
 #[test]
 fn try_lock_never_lies_about_a_held_lock() {
+    // Observations are made inside the sections and asserted after them: a
+    // failing assert inside a hardware transaction would only abort it and
+    // rerun the section under the real lock, hiding the bug.
     let a = ElidedMutex::new(1);
     let b = ElidedMutex::new(2);
     for _ in 0..100 {
         let ga = a.lock();
         // Held by this very section (transactional or real): unavailable.
-        assert!(a.try_lock().is_none());
+        let self_try = a.try_lock().is_none();
         // A different free lock nests.
-        let gb = b.try_lock().expect("free lock refused");
-        assert_eq!(*ga + *gb, 3);
+        let gb = b.try_lock();
+        let other_try = gb.as_ref().map(|g| **g);
+        let sum = *ga + other_try.unwrap_or(0);
         drop(gb);
         drop(ga);
+        assert!(self_try, "try_lock returned a second guard of a held lock");
+        assert_eq!(other_try, Some(2), "a free lock was refused");
+        assert_eq!(sum, 3);
         assert!(a.try_lock().is_some());
     }
     let rw = ElidedRwLock::new(0);
-    {
-        let r = rw.read();
-        assert!(rw.try_write().is_none());
-        assert!(rw.try_read().is_some());
-        drop(r);
-        let w = rw.write();
-        assert!(rw.try_read().is_none());
-        assert!(rw.try_write().is_none());
-        drop(w);
-    }
+    let r = rw.read();
+    let seen = (rw.try_write().is_none(), rw.try_read().is_some());
+    drop(r);
+    assert_eq!(
+        seen,
+        (true, true),
+        "(write refused, read granted) under a read guard"
+    );
+    let w = rw.write();
+    let seen = (rw.try_read().is_none(), rw.try_write().is_none());
+    drop(w);
+    assert_eq!(seen, (true, true), "everything refused under a write guard");
     assert!(rw.try_write().is_some());
 }
 
@@ -141,9 +146,12 @@ fn rwlock_readers_see_whole_writes() {
             let (rw, stop, reads) = (Arc::clone(&rw), Arc::clone(&stop), Arc::clone(&reads));
             std::thread::spawn(move || {
                 while !stop.load(Ordering::Relaxed) {
-                    let g = rw.read();
-                    let first = g[0];
-                    assert!(g.iter().all(|&v| v == first), "torn write seen: {:?}", *g);
+                    // Copy out, assert after the section (see above).
+                    let seen = *rw.read();
+                    assert!(
+                        seen.iter().all(|&v| v == seen[0]),
+                        "torn write seen: {seen:?}"
+                    );
                     reads.fetch_add(1, Ordering::Relaxed);
                 }
             })

@@ -29,7 +29,8 @@ fn forced_unusable_detection_runs_everything_on_the_fallback() {
         hytm::mode_reason()
     );
     assert!(!hytm::in_transaction());
-    // A second install is refused: the configuration is applied once.
+    // A second install is refused, before any detection: the
+    // configuration is applied once.
     assert!(Config::new().install().is_err());
     // init() after installation is harmless.
     hytm::init().unwrap();

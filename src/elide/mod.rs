@@ -182,7 +182,9 @@ impl Elision {
             (true, Nesting::Try) => Err(()),
             (true, Nesting::Blocking) => {
                 if busy() {
-                    rtm.abort::<{ code::LOCK_BUSY }>();
+                    // Not LOCK_BUSY: the enclosing loop waits on its own
+                    // lock's word, not this one; it backs off instead.
+                    rtm.abort::<{ code::NESTED_BUSY }>();
                 } else {
                     rtm.abort::<{ code::NESTED_TRY_LOCK }>();
                 }
@@ -301,7 +303,9 @@ fn acquire<G>(
     lock: impl FnOnce() -> G,
 ) -> GuardState<G> {
     let rt = runtime();
-    if rt.hardware_path {
+    // A section entered while unwinding would abort at its end (see
+    // `Elision::exit`): take the real lock directly.
+    if rt.hardware_path && !std::thread::panicking() {
         if let Ok(Some(rtm)) = elision.enter(rt, key, busy, Nesting::Blocking) {
             return GuardState::transaction(rtm);
         }
@@ -318,7 +322,7 @@ fn try_acquire<G>(
     try_lock: impl FnOnce() -> Option<G>,
 ) -> Option<GuardState<G>> {
     let rt = runtime();
-    if rt.hardware_path {
+    if rt.hardware_path && !std::thread::panicking() {
         match elision.enter(rt, key, busy, Nesting::Try) {
             Ok(Some(rtm)) => return Some(GuardState::transaction(rtm)),
             Ok(None) => {}
