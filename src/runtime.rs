@@ -335,6 +335,15 @@ impl Config {
     ///
     /// The first field with a bad value.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        for inj in &self.injections {
+            if !(0.0..=1.0).contains(&inj.probability) {
+                return Err(ConfigError::invalid(
+                    self.inject_setting,
+                    &format!("{}:{}", inj.cause, inj.probability),
+                    INJECT_ACCEPTED,
+                ));
+            }
+        }
         let total: f64 = self.injections.iter().map(|i| i.probability).sum();
         if total > 1.0 + 1e-9 {
             let value: Vec<String> = self
@@ -347,15 +356,6 @@ impl Config {
                 &value.join(","),
                 "probabilities that add up to at most 1 (one draw per attempt picks at most one cause)",
             ));
-        }
-        for inj in &self.injections {
-            if !(0.0..=1.0).contains(&inj.probability) {
-                return Err(ConfigError::invalid(
-                    self.inject_setting,
-                    &format!("{}:{}", inj.cause, inj.probability),
-                    INJECT_ACCEPTED,
-                ));
-            }
         }
         if let StatsOutput::Json(path) = &self.stats {
             if path.as_os_str().is_empty() {
