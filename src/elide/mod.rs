@@ -105,7 +105,10 @@ impl Elision {
     /// `key` identifies the lock and access kind in this thread's held set;
     /// `busy` reads the lock word; `conflicts` says whether a held key of the
     /// same lock excludes this acquisition.
-    #[inline]
+    // Out of line: it is the hardware path (which costs a transaction
+    // anyway); keeping it out of `acquire` keeps the fallback's fast path as
+    // small as the plain lock's.
+    #[inline(never)]
     fn enter(
         &self,
         rt: &Runtime,
