@@ -512,7 +512,9 @@ impl Site {
 
     /// The hardware attempts; `Err` with the reason when the policy gave up
     /// (the caller takes the software path).
-    #[inline]
+    // Out of line, like the elided locks' hardware entry: keeps `run`
+    // small for the software path.
+    #[inline(never)]
     fn try_hardware<'env, R, E>(
         &self,
         rt: &Runtime,
