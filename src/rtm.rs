@@ -482,11 +482,11 @@ mod imp {
     #[inline(always)]
     pub unsafe fn xbegin() -> u32 {
         let status: u32;
-        // SAFETY: RTM is supported (caller). On abort the CPU restores every
-        // register and memory location to its state at this instruction and
-        // resumes at label 2 with the status in EAX, which is exactly the
-        // state the compiler expects after this asm block with a new EAX
-        // output; the block is not `nomem`, so it also orders memory.
+        // On abort the CPU restores every register and memory location to
+        // its state at this instruction and resumes at label 2 with the
+        // status in EAX: exactly the state the compiler expects after this
+        // asm block with a new EAX output. Not `nomem`: it orders memory.
+        // SAFETY: RTM is supported (caller); the abort path is as above.
         unsafe {
             asm!("xbegin 2f", "2:", inout("eax") STARTED => status, options(nostack));
         }

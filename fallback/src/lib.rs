@@ -1,7 +1,7 @@
 //! The software paths of hytm: a NOrec STM engine that stays correct beside
 //! hardware (RTM) transactions, and a serial-irrevocable mode.
 //!
-//! This crate has no `asm!` and no hardware dependence: it runs on every
+//! This crate has no inline assembly and no hardware dependence: it runs on every
 //! target, under Miri, and under loom (`--cfg loom`). The `hytm` crate
 //! builds `TCell`, `atomic` and the RTM path on top of it.
 //!
