@@ -746,7 +746,7 @@ impl SoftwareRun {
                 stm_commits: self.commits,
                 stm_restarts: self.restarts,
                 serial: self.serial && !lock_fallback,
-                fallback_lock: lock_fallback,
+                fallback_lock: lock_fallback && self.serial,
                 ..Execution::default()
             };
             exec.commit_to(site);
@@ -806,7 +806,6 @@ fn run_serial<'env, R, E>(
     sw: &mut SoftwareRun,
     body: &mut impl FnMut(&mut Tx<'env>) -> Result<R, TxError<E>>,
 ) -> Result<R, E> {
-    sw.serial = true;
     let begin = || {
         let serial = if rt.rtm.is_some() {
             SerialTx::begin(&GLOBALS)
@@ -826,6 +825,9 @@ fn run_serial<'env, R, E>(
                 if let Path::Serial(serial) = tx.path {
                     serial.commit();
                 }
+                // Counted on commit only, like software commits: a
+                // cancelled execution counts on no path.
+                sw.serial = true;
                 return Ok(v);
             }
             // Dropping the serial transaction undoes its writes.
