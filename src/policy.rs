@@ -116,8 +116,15 @@ impl fmt::Debug for Policy {
 
 impl PartialEq for Policy {
     fn eq(&self, other: &Policy) -> bool {
-        // Function pointers do not compare reliably; two custom policies are
-        // equal only in their table fields and in both having a function.
+        self.key() == other.key()
+    }
+}
+
+impl Policy {
+    /// The fields equality compares. Function pointers do not compare
+    /// reliably, so a custom decision function counts only as present.
+    #[allow(clippy::type_complexity)]
+    fn key(&self) -> (u32, u32, u32, u32, u32, u32, bool, bool, FallbackKind, bool) {
         (
             self.max_attempts,
             self.capacity_attempts,
@@ -129,17 +136,6 @@ impl PartialEq for Policy {
             self.hardware,
             self.fallback,
             self.decide_fn.is_some(),
-        ) == (
-            other.max_attempts,
-            other.capacity_attempts,
-            other.other_attempts,
-            other.max_waits,
-            other.backoff_min,
-            other.backoff_max,
-            other.adaptive,
-            other.hardware,
-            other.fallback,
-            other.decide_fn.is_some(),
         )
     }
 }

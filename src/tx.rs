@@ -608,22 +608,29 @@ fn subscribe_hybrid(rtm: Rtm) -> bool {
     true
 }
 
-/// The end of a hardware run: bump `seq` if software transactions are in
-/// flight and we wrote, then commit.
+/// Inside a hardware transaction that wrote while software transactions
+/// were in flight: add 2 to `seq`, so their reads revalidate.
 #[inline(always)]
-fn commit_hardware(tx: &Tx<'_>) {
+fn publish_hardware_writes(tx: &Tx<'_>) {
     if let Path::Hardware {
-        rtm,
-        sw_seen,
-        wrote,
+        sw_seen: true,
+        wrote: true,
+        ..
     } = tx.path
     {
-        if sw_seen && wrote {
-            let seq = GLOBALS.seq();
-            // Relaxed load + store: inside the transaction the pair is
-            // atomic; software readers see the new value and revalidate.
-            seq.store(seq.load(Ordering::Relaxed) + 2, Ordering::Relaxed);
-        }
+        let seq = GLOBALS.seq();
+        // Relaxed load + store: inside the transaction the pair is atomic;
+        // software readers see the new value and revalidate.
+        seq.store(seq.load(Ordering::Relaxed) + 2, Ordering::Relaxed);
+    }
+}
+
+/// The end of a hardware run: publish the writes to software transactions
+/// (see above), then commit.
+#[inline(always)]
+fn commit_hardware(tx: &Tx<'_>) {
+    if let Path::Hardware { rtm, .. } = tx.path {
+        publish_hardware_writes(tx);
         // SAFETY: attempt::begin returned inside a transaction and an abort
         // would have resumed there; we are still inside it.
         unsafe { rtm.end() };
@@ -663,16 +670,7 @@ fn run_nested_hardware<'env, R, E>(
     std::mem::forget(guard);
     match r {
         Ok(v) => {
-            if let Path::Hardware {
-                sw_seen: true,
-                wrote: true,
-                ..
-            } = tx.path
-            {
-                let seq = GLOBALS.seq();
-                // Relaxed: inside the enclosing transaction, as above.
-                seq.store(seq.load(Ordering::Relaxed) + 2, Ordering::Relaxed);
-            }
+            publish_hardware_writes(&tx);
             Ok(v)
         }
         Err(_) => {
