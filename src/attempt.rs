@@ -32,6 +32,33 @@ pub(crate) enum GaveUp {
     NeedsSerial,
 }
 
+/// A hardware attempt that is inside its transaction.
+#[derive(Clone, Copy)]
+pub(crate) struct Entered {
+    pub rtm: Rtm,
+    /// An injected rollback: the caller runs the body, then aborts with
+    /// [`code::ROLLBACK`] instead of committing.
+    pub rollback: bool,
+}
+
+impl Entered {
+    /// Ends the body's transaction: commits it, or aborts it with
+    /// [`code::ROLLBACK`] when this attempt was chosen for an injected
+    /// rollback (the loop then goes on as after any abort).
+    ///
+    /// # Safety
+    ///
+    /// The transaction `begin` returned inside must still be active.
+    #[inline(always)]
+    pub unsafe fn end(self) {
+        if self.rollback {
+            self.rtm.abort::<{ code::ROLLBACK }>();
+        }
+        // SAFETY: the caller guarantees the transaction is active.
+        unsafe { self.rtm.end() };
+    }
+}
+
 /// Runs hardware attempts until one is inside a transaction that passed
 /// `subscribe`, or the policy gives up.
 ///
@@ -53,17 +80,22 @@ pub(crate) fn begin(
     site: SiteId,
     subscribe: impl Fn(Rtm),
     wait: impl Fn() -> bool,
-) -> Result<Rtm, (Execution, GaveUp)> {
+) -> Result<Entered, (Execution, GaveUp)> {
     let mut exec = Execution::default();
     let mut history = History::default();
     loop {
         let status = match next_attempt(rt, &mut exec, site) {
-            Attempt::Hardware(rtm) => match rtm.begin() {
+            Attempt::Hardware(rtm, rollback) => match rtm.begin() {
                 Ok(()) => {
                     subscribe(rtm);
-                    return Ok(rtm);
+                    return Ok(Entered { rtm, rollback });
                 }
-                Err(status) => status,
+                Err(status) => {
+                    if status.explicit_code() == Some(code::ROLLBACK) {
+                        exec.rollbacks += 1;
+                    }
+                    status
+                }
             },
             Attempt::Injected(status) => status,
             Attempt::Unavailable => return Err((exec, GaveUp::NoHardware)),
@@ -99,14 +131,16 @@ pub(crate) fn begin(
 }
 
 enum Attempt {
-    Hardware(Rtm),
+    /// A real attempt; `true` if it is to be rolled back at its end.
+    Hardware(Rtm, bool),
     Injected(AbortStatus),
     Unavailable,
 }
 
 #[inline]
 fn next_attempt(rt: &Runtime, exec: &mut Execution, site: SiteId) -> Attempt {
-    if let Some(status) = roll_injection(rt) {
+    let injected = roll_injection(rt);
+    if let Some(Injected::Abort(status)) = injected {
         exec.injected += 1;
         return Attempt::Injected(status);
     }
@@ -119,29 +153,49 @@ fn next_attempt(rt: &Runtime, exec: &mut Execution, site: SiteId) -> Attempt {
                 exec.commit_to(site);
                 *exec = Execution::default();
             }
-            Attempt::Hardware(rtm)
+            Attempt::Hardware(rtm, injected == Some(Injected::Rollback))
         }
         None => Attempt::Unavailable,
     }
 }
 
-/// An injected abort for this attempt, if an injection rule fires. One draw
-/// per attempt, so each rule fires with exactly its probability (the rules'
-/// probabilities add up to at most 1, checked by the configuration).
+#[derive(Clone, Copy, PartialEq)]
+enum Injected {
+    /// Abort before the body runs, with this status.
+    Abort(AbortStatus),
+    /// Run the body, then roll it back.
+    Rollback,
+}
+
+/// What injection does to this attempt, if a rule fires. One draw per
+/// attempt, so each rule fires with exactly its probability (the
+/// probabilities add up to at most 1, checked by the configuration). Drawn
+/// before `xbegin`: the generator's state must not be rolled back.
 #[inline]
-fn roll_injection(rt: &Runtime) -> Option<AbortStatus> {
+fn roll_injection(rt: &Runtime) -> Option<Injected> {
     let rules = rt.config.injections();
-    if rules.is_empty() {
+    let rollback = rt.config.rollback_probability();
+    if rules.is_empty() && rollback == 0.0 {
         return None;
     }
     let mut draw = fastrand::f64();
     for r in rules {
         if draw < r.probability {
-            return Some(r.cause.synthetic_status());
+            return Some(Injected::Abort(r.cause.synthetic_status()));
         }
         draw -= r.probability;
     }
-    None
+    (draw < rollback).then_some(Injected::Rollback)
+}
+
+/// Whether a software or serial run is to be rolled back at its end
+/// (injected rollback; see [`Config::inject_rollback`]).
+///
+/// [`Config::inject_rollback`]: crate::Config::inject_rollback
+#[inline]
+pub(crate) fn roll_software_rollback(rt: &Runtime) -> bool {
+    let p = rt.config.rollback_probability();
+    p > 0.0 && fastrand::f64() < p
 }
 
 /// Jittered backoff between charged retries: `spins` pause iterations.

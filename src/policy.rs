@@ -300,7 +300,7 @@ impl Policy {
     /// | --- | --- |
     /// | explicit `0xff` lock busy, `0xfe` software committing | wait until free, retry (uncharged), up to `max_waits` |
     /// | explicit `0xfc` panic, `0xfa` needs serial, user codes | fallback at once |
-    /// | explicit `0xfd` injected, `0xf9` nested lock busy | retry like a conflict |
+    /// | explicit `0xfd` injected, `0xf7` rollback injected, `0xf9` nested lock busy | retry like a conflict |
     /// | explicit `0xf8` body cancelled (uncharged) | fallback at once |
     /// | CAPACITY without RETRY | retry until `capacity_attempts` |
     /// | RETRY or CONFLICT | jittered exponential backoff, until `max_attempts` |
@@ -320,7 +320,9 @@ impl Policy {
                 code::LOCK_BUSY | code::SW_COMMITTING if h.waits < self.max_waits => {
                     Decision::WaitThenRetry
                 }
-                code::INJECTED | code::NESTED_BUSY => self.retry_within(h, self.max_attempts),
+                code::INJECTED | code::ROLLBACK | code::NESTED_BUSY => {
+                    self.retry_within(h, self.max_attempts)
+                }
                 _ => Decision::Fallback,
             };
         }
@@ -559,6 +561,19 @@ mod tests {
         let mut seq = vec![busy; 10];
         seq.extend([CONFLICT; 4]);
         assert!(matches!(run(&p, &seq)[13], Decision::Retry { .. }));
+    }
+
+    #[test]
+    fn injected_aborts_and_rollbacks_retry_like_conflicts() {
+        for c in [code::INJECTED, code::ROLLBACK] {
+            let s = AbortStatus::explicit(c);
+            let d = run(&Policy::default(), &[s; 5]);
+            assert!(
+                d[..4].iter().all(|d| matches!(d, Decision::Retry { .. })),
+                "{c:#x}: {d:?}"
+            );
+            assert_eq!(d[4], Decision::Fallback, "{c:#x}");
+        }
     }
 
     #[test]

@@ -38,6 +38,10 @@ pub mod code {
     /// The body cancelled or asked to restart in hardware: the software path
     /// gives the definitive answer. Not charged to the retry budget.
     pub const CANCELLED: u8 = 0xf8;
+    /// An injected rollback (`HYTM_INJECT=rollback:<p>`): the body ran to its
+    /// end inside the transaction, which then aborted instead of committing,
+    /// so none of its writes may remain.
+    pub const ROLLBACK: u8 = 0xf7;
     /// First code reserved for the runtime.
     pub const RESERVED_START: u8 = 0xf0;
 
@@ -51,12 +55,13 @@ pub mod code {
         match code {
             LOCK_BUSY => Some("lock busy"),
             SW_COMMITTING => Some("software tx committing"),
-            INJECTED => Some("rollback injected"),
+            INJECTED => Some("injected abort"),
             PANIC => Some("panic in body"),
             NESTED_TRY_LOCK => Some("nested try_lock"),
             NEEDS_SERIAL => Some("needs serial"),
             NESTED_BUSY => Some("nested lock busy"),
             CANCELLED => Some("body cancelled"),
+            ROLLBACK => Some("rollback injected"),
             RESERVED_START..=0xff => Some("runtime reserved"),
             _ => None,
         }

@@ -178,7 +178,7 @@ const ENV_MODE: &str = "HYTM_MODE";
 const ENV_INJECT: &str = "HYTM_INJECT";
 const ENV_STATS: &str = "HYTM_STATS";
 const INJECT_ACCEPTED: &str =
-    "<cause>:<probability>[,...] with cause conflict|capacity|retry|explicit|nested|debug|other and probability in 0..=1, the probabilities adding up to at most 1";
+    "<rule>[,...] with rule <cause>:<probability> (cause conflict|capacity|retry|explicit|nested|debug|other) or rollback:<probability>, each probability in 0..=1, adding up to at most 1";
 
 /// The runtime configuration: mode, policy, injection, statistics output.
 ///
@@ -198,6 +198,7 @@ pub struct Config {
     mode_setting: &'static str,
     assume_no_htm: bool,
     injections: Vec<Injection>,
+    rollback: f64,
     inject_setting: &'static str,
     stats: StatsOutput,
     policy: Policy,
@@ -217,6 +218,7 @@ impl Config {
             mode_setting: "Config::mode",
             assume_no_htm: false,
             injections: Vec::new(),
+            rollback: 0.0,
             inject_setting: "Config::inject",
             stats: StatsOutput::None,
             policy: Policy::default(),
@@ -259,10 +261,9 @@ impl Config {
             config.mode_setting = ENV_MODE;
         }
         if let Some(v) = var(ENV_INJECT) {
-            config.injections = parse_injections(&v)?;
+            (config.injections, config.rollback) = parse_injections(&v)?;
             config.inject_setting = ENV_INJECT;
-            let total: f64 = config.injections.iter().map(|i| i.probability).sum();
-            if total > 1.0 + 1e-9 {
+            if config.injection_total() > 1.0 + 1e-9 {
                 return Err(ConfigError::invalid(ENV_INJECT, &v, INJECT_ACCEPTED));
             }
         }
@@ -296,6 +297,28 @@ impl Config {
         self
     }
 
+    /// Injects rollbacks: with `probability`, an attempt runs the body to its
+    /// end and then rolls it back instead of committing, proving that every
+    /// write of an aborted body vanishes. In hardware the transaction aborts
+    /// with [`code::ROLLBACK`](crate::rtm::code::ROLLBACK) just before
+    /// `xend`; on the STM path the redo log is discarded; on the serial path
+    /// the undo log is applied. Sections that run under an elided lock's real
+    /// lock cannot be rolled back and are never chosen. A software or serial
+    /// execution is rolled back at most once, so it always finishes. The
+    /// environment form is `HYTM_INJECT=rollback:<probability>`.
+    ///
+    /// ```
+    /// let config = hytm::Config::new().inject_rollback(0.1);
+    /// assert_eq!(config.rollback_probability(), 0.1);
+    /// assert!(config.validate().is_ok());
+    /// assert!(hytm::Config::new().inject_rollback(1.5).validate().is_err());
+    /// ```
+    pub fn inject_rollback(mut self, probability: f64) -> Config {
+        self.rollback = probability;
+        self.inject_setting = "Config::inject_rollback";
+        self
+    }
+
     /// Sets where the statistics report goes at process exit.
     pub fn stats_output(mut self, output: StatsOutput) -> Config {
         self.stats = output;
@@ -317,6 +340,16 @@ impl Config {
     /// The injection rules.
     pub fn injections(&self) -> &[Injection] {
         &self.injections
+    }
+
+    /// The chance per attempt of an injected rollback; see
+    /// [`inject_rollback`](Config::inject_rollback).
+    pub fn rollback_probability(&self) -> f64 {
+        self.rollback
+    }
+
+    fn injection_total(&self) -> f64 {
+        self.rollback + self.injections.iter().map(|i| i.probability).sum::<f64>()
     }
 
     /// The statistics output.
@@ -344,13 +377,22 @@ impl Config {
                 ));
             }
         }
-        let total: f64 = self.injections.iter().map(|i| i.probability).sum();
-        if total > 1.0 + 1e-9 {
-            let value: Vec<String> = self
+        if !(0.0..=1.0).contains(&self.rollback) {
+            return Err(ConfigError::invalid(
+                "Config::inject_rollback",
+                &self.rollback.to_string(),
+                "a probability in 0..=1",
+            ));
+        }
+        if self.injection_total() > 1.0 + 1e-9 {
+            let mut value: Vec<String> = self
                 .injections
                 .iter()
                 .map(|i| format!("{}:{}", i.cause, i.probability))
                 .collect();
+            if self.rollback > 0.0 {
+                value.push(format!("rollback:{}", self.rollback));
+            }
             return Err(ConfigError::invalid(
                 self.inject_setting,
                 &value.join(","),
@@ -406,25 +448,31 @@ impl Config {
     }
 }
 
-fn parse_injections(v: &str) -> Result<Vec<Injection>, ConfigError> {
+/// Parses `HYTM_INJECT` into abort rules and the rollback probability.
+fn parse_injections(v: &str) -> Result<(Vec<Injection>, f64), ConfigError> {
     let bad = || ConfigError::invalid(ENV_INJECT, v, INJECT_ACCEPTED);
+    let mut rules = Vec::new();
+    let mut rollback = 0.0;
     if v.trim().is_empty() {
-        return Ok(Vec::new());
+        return Ok((rules, rollback));
     }
-    v.split(',')
-        .map(|rule| {
-            let (cause, p) = rule.trim().split_once(':').ok_or_else(bad)?;
-            let cause = AbortCause::ALL
-                .into_iter()
-                .find(|c| c.name() == cause.trim())
-                .ok_or_else(bad)?;
-            let probability: f64 = p.trim().parse().map_err(|_| bad())?;
-            if !(0.0..=1.0).contains(&probability) {
-                return Err(bad());
-            }
-            Ok(Injection { cause, probability })
-        })
-        .collect()
+    for rule in v.split(',') {
+        let (name, p) = rule.trim().split_once(':').ok_or_else(bad)?;
+        let probability: f64 = p.trim().parse().map_err(|_| bad())?;
+        if !(0.0..=1.0).contains(&probability) {
+            return Err(bad());
+        }
+        if name.trim() == "rollback" {
+            rollback += probability;
+            continue;
+        }
+        let cause = AbortCause::ALL
+            .into_iter()
+            .find(|c| c.name() == name.trim())
+            .ok_or_else(bad)?;
+        rules.push(Injection { cause, probability });
+    }
+    Ok((rules, rollback))
 }
 
 fn parse_stats(v: &str) -> Result<StatsOutput, ConfigError> {
@@ -662,6 +710,28 @@ mod tests {
             .unwrap()
             .injections()
             .is_empty());
+        let c =
+            Config::from_lookup(lookup(&[("HYTM_INJECT", "rollback:0.25,capacity:0.5")])).unwrap();
+        assert_eq!(c.rollback_probability(), 0.25);
+        assert_eq!(c.injections().len(), 1);
+        let err = Config::from_lookup(lookup(&[("HYTM_INJECT", "rollback:0.6,conflict:0.6")]))
+            .unwrap_err();
+        assert_eq!(err.setting(), "HYTM_INJECT");
+    }
+
+    #[test]
+    fn builder_rollback_is_validated() {
+        let err = Config::new()
+            .inject_rollback(f64::NAN)
+            .validate()
+            .unwrap_err();
+        assert_eq!(err.setting(), "Config::inject_rollback");
+        let err = Config::new()
+            .inject(AbortCause::Conflict, 0.7)
+            .inject_rollback(0.7)
+            .validate()
+            .unwrap_err();
+        assert_eq!(err.value(), "conflict:0.7,rollback:0.7");
     }
 
     #[test]

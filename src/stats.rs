@@ -82,7 +82,8 @@ mod idx {
     pub const EXPLICIT: usize = ABORTS + 7;
     pub const EXPLICIT_USER: usize = EXPLICIT + 16;
     pub const INJECTED: usize = EXPLICIT_USER + 1;
-    pub const RETRIES: usize = INJECTED + 1;
+    pub const ROLLBACKS: usize = INJECTED + 1;
+    pub const RETRIES: usize = ROLLBACKS + 1;
     pub const WAITS: usize = RETRIES + 1;
     pub const SKIPPED: usize = WAITS + 1;
     pub const FALLBACK_LOCK: usize = SKIPPED + 1;
@@ -194,6 +195,7 @@ pub(crate) struct Execution {
     pub attempts: u32,
     pub hw_committed: bool,
     pub injected: u32,
+    pub rollbacks: u32,
     pub retries: u32,
     pub waits: u32,
     pub skipped: bool,
@@ -224,6 +226,7 @@ impl Execution {
             slot.add(idx::ATTEMPTS, self.attempts.into());
             slot.add(idx::HW_COMMITS, self.hw_committed.into());
             slot.add(idx::INJECTED, self.injected.into());
+            slot.add(idx::ROLLBACKS, self.rollbacks.into());
             slot.add(idx::RETRIES, self.retries.into());
             slot.add(idx::WAITS, self.waits.into());
             slot.add(idx::SKIPPED, self.skipped.into());
@@ -337,6 +340,9 @@ pub struct SiteStats {
     /// Aborts injected by `HYTM_INJECT` or [`Config::inject`] (also counted
     /// under their cause).
     pub injected: u64,
+    /// Injected rollbacks: bodies run to their end and then rolled back
+    /// (hardware ones are also counted as explicit aborts with code `0xf7`).
+    pub rollbacks: u64,
     /// Charged hardware retries.
     pub retries: u64,
     /// Waits for a busy lock or software commit.
@@ -364,6 +370,7 @@ impl SiteStats {
             explicit_runtime: std::array::from_fn(|i| c[idx::EXPLICIT + i]),
             explicit_user: c[idx::EXPLICIT_USER],
             injected: c[idx::INJECTED],
+            rollbacks: c[idx::ROLLBACKS],
             retries: c[idx::RETRIES],
             waits: c[idx::WAITS],
             skipped: c[idx::SKIPPED],
@@ -418,6 +425,7 @@ impl SiteStats {
         }
         self.explicit_user += o.explicit_user;
         self.injected += o.injected;
+        self.rollbacks += o.rollbacks;
         self.retries += o.retries;
         self.waits += o.waits;
         self.skipped += o.skipped;
@@ -494,6 +502,7 @@ impl Report {
                     "aborts": aborts,
                     "explicit_codes": explicit,
                     "injected": s.injected,
+                    "rollbacks": s.rollbacks,
                     "retries": s.retries,
                     "waits": s.waits,
                     "skipped": s.skipped,
@@ -523,6 +532,7 @@ impl fmt::Display for Report {
             "explicit",
             "other",
             "injected",
+            "rollback",
             "waits",
             "lock",
             "stm",
@@ -549,6 +559,7 @@ impl fmt::Display for Report {
                     s.aborts_of(AbortCause::Explicit).to_string(),
                     other.to_string(),
                     s.injected.to_string(),
+                    s.rollbacks.to_string(),
                     s.waits.to_string(),
                     s.fallback_lock.to_string(),
                     s.stm_commits.to_string(),

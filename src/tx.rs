@@ -262,6 +262,10 @@ enum Path<'env> {
 pub struct Tx<'env> {
     path: Path<'env>,
     want_serial: bool,
+    /// The body declared irrevocable work ([`Tx::become_irrevocable`] or
+    /// [`atomic_irrevocable`]): this run must never be rolled back, not even
+    /// by injection.
+    irrevocable: bool,
     /// A transaction belongs to the thread that runs it.
     _not_send: PhantomData<*mut ()>,
 }
@@ -326,7 +330,10 @@ impl<'env> Tx<'env> {
     /// ```
     pub fn become_irrevocable(&mut self) -> Result<(), Restart> {
         match &self.path {
-            Path::Serial(_) => Ok(()),
+            Path::Serial(_) => {
+                self.irrevocable = true;
+                Ok(())
+            }
             Path::Hardware { rtm, .. } => {
                 rtm.abort::<{ code::NEEDS_SERIAL }>();
                 // Outside a transaction (cannot happen) fall through to a
@@ -458,7 +465,10 @@ impl Site {
             rtm.abort::<{ code::NEEDS_SERIAL }>();
         }
         let _scope = SoftwareScope::enter();
-        let mut sw = SoftwareRun::default();
+        let mut sw = SoftwareRun {
+            irrevocable: true,
+            ..SoftwareRun::default()
+        };
         let r = run_serial(rt, &mut sw, &mut |tx: &mut Tx<'env>| {
             Ok::<R, TxError<std::convert::Infallible>>(body(tx))
         });
@@ -553,7 +563,8 @@ impl Site {
             true
         };
         match attempt::begin(rt, hw_policy, site, subscribe, wait) {
-            Ok(rtm) => {
+            Ok(entered) => {
+                let rtm = entered.rtm;
                 let mut tx = Tx {
                     path: Path::Hardware {
                         rtm,
@@ -561,6 +572,7 @@ impl Site {
                         wrote: false,
                     },
                     want_serial: false,
+                    irrevocable: false,
                     _not_send: PhantomData,
                 };
                 let abort_on_unwind = AbortOnUnwind(rtm);
@@ -568,6 +580,9 @@ impl Site {
                 std::mem::forget(abort_on_unwind);
                 match r {
                     Ok(v) => {
+                        if entered.rollback {
+                            rtm.abort::<{ code::ROLLBACK }>();
+                        }
                         commit_hardware(&tx);
                         stats::count(site, Outcome::HardwareCommit);
                         self.adaptive.record(true);
@@ -663,6 +678,7 @@ fn run_nested_hardware<'env, R, E>(
             wrote: false,
         },
         want_serial: false,
+        irrevocable: false,
         _not_send: PhantomData,
     };
     let guard = AbortOnUnwind(rtm);
@@ -730,12 +746,26 @@ struct SoftwareRun {
     commits: u32,
     restarts: u32,
     serial: bool,
+    rollbacks: u32,
+    /// `atomic_irrevocable`: never roll back.
+    irrevocable: bool,
 }
 
 impl SoftwareRun {
+    /// Whether to roll this run back at its end (injected rollback): at most
+    /// once per execution, so that it always finishes.
+    #[inline]
+    fn inject_rollback(&mut self, rt: &Runtime) -> bool {
+        if self.rollbacks > 0 || self.irrevocable || !attempt::roll_software_rollback(rt) {
+            return false;
+        }
+        self.rollbacks += 1;
+        true
+    }
+
     #[inline]
     fn count(&self, site: SiteId, lock_fallback: bool) {
-        if self.commits == 1 && self.restarts == 0 && !self.serial {
+        if self.commits == 1 && self.restarts == 0 && self.rollbacks == 0 && !self.serial {
             stats::count(site, Outcome::SoftwareCommit);
         } else {
             // A global-lock fallback is counted as the lock, not as a serial
@@ -743,6 +773,7 @@ impl SoftwareRun {
             let exec = Execution {
                 stm_commits: self.commits,
                 stm_restarts: self.restarts,
+                rollbacks: self.rollbacks,
                 serial: self.serial && !lock_fallback,
                 fallback_lock: lock_fallback && self.serial,
                 ..Execution::default()
@@ -767,6 +798,7 @@ fn run_software<'env, R, E>(
     let mut tx = Tx {
         path: Path::Software(soft),
         want_serial: false,
+        irrevocable: false,
         _not_send: PhantomData,
     };
     loop {
@@ -776,6 +808,12 @@ fn run_software<'env, R, E>(
         };
         match r {
             Ok(v) => {
+                if sw.inject_rollback(rt) {
+                    // The redo log is dropped unpublished: not one write of
+                    // this run may be visible.
+                    soft.restart();
+                    continue;
+                }
                 if soft.commit().is_ok() {
                     sw.commits += 1;
                     return Ok(v);
@@ -813,12 +851,18 @@ fn run_serial<'env, R, E>(
         Tx {
             path: Path::Serial(serial),
             want_serial: false,
+            irrevocable: false,
             _not_send: PhantomData,
         }
     };
     let mut tx = begin();
     loop {
         match body(&mut tx) {
+            Ok(_) if !tx.irrevocable && sw.inject_rollback(rt) => {
+                // Dropping the serial transaction applies its undo log.
+                drop(tx);
+                tx = begin();
+            }
             Ok(v) => {
                 if let Path::Serial(serial) = tx.path {
                     serial.commit();

@@ -24,6 +24,8 @@ const RUN_FOR: Duration = Duration::from_millis(1500);
 
 /// Chance of an injected abort per attempt, for each of the seven causes.
 const INJECT: f64 = 0.02;
+/// Chance per attempt of an injected rollback (body run, then rolled back).
+const ROLLBACK: f64 = 0.05;
 
 #[test]
 fn every_path_at_once_keeps_every_invariant() {
@@ -33,6 +35,7 @@ fn every_path_at_once_keeps_every_invariant() {
         config = config.inject(cause, INJECT);
     }
     config
+        .inject_rollback(ROLLBACK)
         .policy(Policy::default())
         .install()
         .expect("install the stress configuration before any other use");
@@ -66,6 +69,7 @@ fn every_path_at_once_keeps_every_invariant() {
     assert!(errors.is_empty(), "statistics:\n  {}", errors.join("\n  "));
     let total = report.total();
     assert!(total.injected > 0, "no injected abort was counted");
+    assert!(total.rollbacks > 0, "no injected rollback was counted");
     let fallbacks = total.fallback_lock + total.stm_commits + total.serial;
     assert!(fallbacks > 0, "no fallback was counted");
     // The forced paths always fall back, whatever the machine.

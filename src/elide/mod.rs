@@ -18,7 +18,7 @@ pub use rwlock::{ElidedRwLock, ElidedRwLockReadGuard, ElidedRwLockWriteGuard, Ra
 use std::cell::Cell;
 use std::marker::PhantomData;
 
-use crate::attempt::{self, AdaptiveWord, GaveUp};
+use crate::attempt::{self, AdaptiveWord, Entered, GaveUp};
 use crate::policy::Policy;
 use crate::rtm::{code, Rtm};
 use crate::runtime::{runtime, Runtime};
@@ -36,13 +36,13 @@ pub struct GuardState<G> {
 /// How a critical section was entered.
 enum Entry<G> {
     /// Inside an RTM transaction subscribed to the lock word.
-    Transaction(Rtm),
+    Transaction(Entered),
     /// Holding the real lock, with its guard state.
     Locked(G),
 }
 
 impl<G> GuardState<G> {
-    fn transaction(rtm: Rtm) -> Self {
+    fn transaction(rtm: Entered) -> Self {
         GuardState {
             entry: Entry::Transaction(rtm),
             _not_send: PhantomData,
@@ -115,7 +115,7 @@ impl Elision {
         key: Held,
         busy: impl Fn() -> bool,
         nesting: Nesting,
-    ) -> Result<Option<Rtm>, ()> {
+    ) -> Result<Option<Entered>, ()> {
         if let Some(rtm) = rt.rtm {
             if rtm.test() {
                 return self.enter_nested(rtm, key, busy, nesting);
@@ -151,7 +151,7 @@ impl Elision {
             true
         };
         match attempt::begin(rt, policy, self.site, subscribe, wait) {
-            Ok(rtm) => Ok(Some(rtm)),
+            Ok(entered) => Ok(Some(entered)),
             Err((exec, why)) => {
                 self.fell_back(exec, why);
                 Ok(None)
@@ -166,7 +166,7 @@ impl Elision {
         key: Held,
         busy: impl Fn() -> bool,
         nesting: Nesting,
-    ) -> Result<Option<Rtm>, ()> {
+    ) -> Result<Option<Entered>, ()> {
         let unavailable = busy() || held::conflicts(key);
         match (unavailable, nesting) {
             (false, _) => {
@@ -175,7 +175,11 @@ impl Elision {
                 match rtm.begin() {
                     Ok(()) => {
                         held::push(key);
-                        Ok(Some(rtm))
+                        // Injected rollbacks belong to the outermost level.
+                        Ok(Some(Entered {
+                            rtm,
+                            rollback: false,
+                        }))
                     }
                     // Unreachable in practice: an abort of a nested
                     // transaction resumes at the outermost `xbegin`.
@@ -209,7 +213,8 @@ impl Elision {
 
     /// Leaves a transactional section: abort if unwinding, else commit.
     #[inline]
-    fn exit(&self, rtm: Rtm, key: Held) {
+    fn exit(&self, entered: Entered, key: Held) {
+        let rtm = entered.rtm;
         if std::thread::panicking() {
             // Never commit a section that is unwinding: roll it back, and the
             // fallback reruns it under the real lock, where the panic
@@ -219,7 +224,7 @@ impl Elision {
         held::remove(key);
         // SAFETY: this guard entered through a transaction that is still
         // active: an abort would have resumed at its `xbegin` instead.
-        unsafe { rtm.end() };
+        unsafe { entered.end() };
         if !rtm.test() {
             stats::count(self.site, Outcome::HardwareCommit);
             self.adaptive.record(true);
