@@ -200,6 +200,7 @@ pub struct Config {
     injections: Vec<Injection>,
     rollback: f64,
     inject_setting: &'static str,
+    rollback_setting: &'static str,
     stats: StatsOutput,
     policy: Policy,
 }
@@ -220,6 +221,7 @@ impl Config {
             injections: Vec::new(),
             rollback: 0.0,
             inject_setting: "Config::inject",
+            rollback_setting: "Config::inject_rollback",
             stats: StatsOutput::None,
             policy: Policy::default(),
         }
@@ -263,6 +265,7 @@ impl Config {
         if let Some(v) = var(ENV_INJECT) {
             (config.injections, config.rollback) = parse_injections(&v)?;
             config.inject_setting = ENV_INJECT;
+            config.rollback_setting = ENV_INJECT;
             if config.injection_total() > 1.0 + 1e-9 {
                 return Err(ConfigError::invalid(ENV_INJECT, &v, INJECT_ACCEPTED));
             }
@@ -315,7 +318,7 @@ impl Config {
     /// ```
     pub fn inject_rollback(mut self, probability: f64) -> Config {
         self.rollback = probability;
-        self.inject_setting = "Config::inject_rollback";
+        self.rollback_setting = "Config::inject_rollback";
         self
     }
 
@@ -379,7 +382,7 @@ impl Config {
         }
         if !(0.0..=1.0).contains(&self.rollback) {
             return Err(ConfigError::invalid(
-                "Config::inject_rollback",
+                self.rollback_setting,
                 &self.rollback.to_string(),
                 "a probability in 0..=1",
             ));

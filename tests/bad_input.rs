@@ -91,16 +91,20 @@ fn float_syntax(s: &str) -> bool {
 /// `cause:probability`, whitespace around items and around each part
 /// ignored, each probability a float in 0..=1, the probabilities adding up
 /// to at most 1.
-fn model_inject(s: &str) -> Option<Vec<(AbortCause, f64)>> {
-    if s.trim().is_empty() {
-        return Some(Vec::new());
-    }
+fn model_inject(s: &str) -> Option<Injections> {
     let mut rules = Vec::new();
+    let mut rollback = 0.0;
+    if s.trim().is_empty() {
+        return Some((rules, rollback));
+    }
     for item in s.split(',') {
-        let (cause, p) = item.split_once(':')?;
+        let (name, p) = item.split_once(':')?;
         let cause = AbortCause::ALL
             .into_iter()
-            .find(|c| c.name() == cause.trim())?;
+            .find(|c| c.name() == name.trim());
+        if cause.is_none() && name.trim() != "rollback" {
+            return None;
+        }
         let p = p.trim();
         if !float_syntax(p) {
             return None;
@@ -111,11 +115,17 @@ fn model_inject(s: &str) -> Option<Vec<(AbortCause, f64)>> {
         if !(0.0..=1.0).contains(&p) {
             return None;
         }
-        rules.push((cause, p));
+        match cause {
+            Some(cause) => rules.push((cause, p)),
+            None => rollback += p,
+        }
     }
-    let total: f64 = rules.iter().map(|(_, p)| p).sum();
-    (total <= 1.0 + SUM_SLACK).then_some(rules)
+    let total: f64 = rollback + rules.iter().map(|(_, p)| p).sum::<f64>();
+    (total <= 1.0 + SUM_SLACK).then_some((rules, rollback))
 }
+
+/// Abort rules and the rollback probability.
+type Injections = (Vec<(AbortCause, f64)>, f64);
 
 /// `HYTM_STATS`: empty for none, `stderr`, or `json:` and a non-empty path.
 fn model_stats(s: &str) -> Option<StatsOutput> {
@@ -227,8 +237,8 @@ fn check_lookup(vars: &[(&str, String)]) -> Result<(), TestCaseError> {
                 .iter()
                 .map(|i| (i.cause, i.probability))
                 .collect();
-            let want = get("HYTM_INJECT").map_or(Some(Vec::new()), |v| model_inject(v));
-            prop_assert_eq!(Some(rules), want);
+            let want = get("HYTM_INJECT").map_or(Some((Vec::new(), 0.0)), |v| model_inject(v));
+            prop_assert_eq!(Some((rules, config.rollback_probability())), want);
             let stats = get("HYTM_STATS").map_or(Some(StatsOutput::None), |v| model_stats(v));
             prop_assert_eq!(Some(config.stats().clone()), stats);
             // What was accepted also passes the builder's validation.
@@ -344,6 +354,7 @@ fn probability_text() -> BoxedStrategy<String> {
 fn cause_text() -> BoxedStrategy<String> {
     prop_oneof![
         16 => select(&CAUSES[..]).prop_map(str::to_string),
+        2 => Just("rollback".to_string()),
         1 => select(&CAUSES[..]).prop_map(str::to_uppercase),
         1 => select(&["", "conflicts", "abort", "status0", "0", "capacity "][..])
             .prop_map(str::to_string),
@@ -534,6 +545,30 @@ proptest! {
                 );
                 let msg = err.to_string();
                 prop_assert!(msg.contains("Config::inject") && msg.contains(err.accepted()), "{}", msg);
+            }
+        }
+    }
+
+    #[test]
+    fn builder_rollback_is_checked_with_the_rules(
+        rollback in probability(),
+        rule in (cause(), probability()),
+    ) {
+        let (cause, p) = rule;
+        let result = Config::new().inject(cause, p).inject_rollback(rollback).validate();
+        let in_range = |x: f64| (0.0..=1.0).contains(&x);
+        let ok = in_range(rollback) && in_range(p) && rollback + p <= 1.0 + SUM_SLACK;
+        match result {
+            Ok(()) => prop_assert!(ok, "accepted rollback {} with {}:{}", rollback, cause, p),
+            Err(err) => {
+                prop_assert!(!ok, "refused rollback {} with {}:{}: {}", rollback, cause, p, err);
+                // A bad field is named as itself; a bad sum by the rules.
+                let want = if !in_range(p) || in_range(rollback) {
+                    "Config::inject"
+                } else {
+                    "Config::inject_rollback"
+                };
+                prop_assert_eq!(err.setting(), want, "{}", err);
             }
         }
     }
