@@ -39,4 +39,20 @@ fn injected_conflicts_are_retried_then_fall_back_and_are_counted() {
     assert_eq!(row.aborts_of(AbortCause::Conflict), 5 * 2001);
     assert_eq!(row.retries, 4 * 2001);
     assert_eq!(row.attempts, 5 * 2001);
+
+    // A try_lock that gives up on hardware and then finds the real lock
+    // taken did not run under the lock: its aborts count, no fallback does.
+    let held = ElidedMutex::new(0u64).named("try-held");
+    let mut g = held.lock();
+    // Every hardware attempt aborts (injected): this section holds the real
+    // lock.
+    *g += 1;
+    std::thread::scope(|s| {
+        s.spawn(|| assert!(held.try_lock().is_none()));
+    });
+    drop(g);
+    let report = hytm::stats::snapshot();
+    let row = report.site("try-held").expect("row");
+    assert_eq!(row.fallback_lock, 1, "{row:?}");
+    assert_eq!(row.injected, 10, "{row:?}");
 }

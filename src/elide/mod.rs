@@ -98,9 +98,7 @@ impl Elision {
         self.site = SiteId::named(kind, name);
     }
 
-    /// Tries to enter as a transaction. `Ok(Some(rtm))`: inside a
-    /// transaction subscribed to the lock; `Ok(None)`: take the real lock;
-    /// `Err(())`: (only with [`Nesting::Try`]) the lock is unavailable.
+    /// Tries to enter as a transaction; see [`Entering`].
     ///
     /// `key` identifies the lock and access kind in this thread's held set;
     /// `busy` reads the lock word; `conflicts` says whether a held key of the
@@ -115,7 +113,7 @@ impl Elision {
         key: Held,
         busy: impl Fn() -> bool,
         nesting: Nesting,
-    ) -> Result<Option<Entered>, ()> {
+    ) -> Entering {
         if let Some(rtm) = rt.rtm {
             if rtm.test() {
                 return self.enter_nested(rtm, key, busy, nesting);
@@ -123,11 +121,10 @@ impl Elision {
         }
         let policy = self.policy(rt);
         if !policy.uses_hardware() {
-            return Ok(None);
+            return Entering::Lock(None);
         }
         if policy.is_adaptive() && !self.adaptive.should_try_hardware() {
-            self.fell_back(Execution::default(), GaveUp::Skipped);
-            return Ok(None);
+            return Entering::Lock(Some((Execution::default(), GaveUp::Skipped)));
         }
         let subscribe = |rtm: Rtm| {
             if busy() {
@@ -151,11 +148,8 @@ impl Elision {
             true
         };
         match attempt::begin(rt, policy, self.site, subscribe, wait) {
-            Ok(entered) => Ok(Some(entered)),
-            Err((exec, why)) => {
-                self.fell_back(exec, why);
-                Ok(None)
-            }
+            Ok(entered) => Entering::Transaction(entered),
+            Err(gave_up) => Entering::Lock(Some(gave_up)),
         }
     }
 
@@ -166,7 +160,7 @@ impl Elision {
         key: Held,
         busy: impl Fn() -> bool,
         nesting: Nesting,
-    ) -> Result<Option<Entered>, ()> {
+    ) -> Entering {
         let unavailable = busy() || held::conflicts(key);
         match (unavailable, nesting) {
             (false, _) => {
@@ -176,17 +170,17 @@ impl Elision {
                     Ok(()) => {
                         held::push(key);
                         // Injected rollbacks belong to the outermost level.
-                        Ok(Some(Entered {
+                        Entering::Transaction(Entered {
                             rtm,
                             rollback: false,
-                        }))
+                        })
                     }
                     // Unreachable in practice: an abort of a nested
                     // transaction resumes at the outermost `xbegin`.
-                    Err(_) => Ok(None),
+                    Err(_) => Entering::Lock(None),
                 }
             }
-            (true, Nesting::Try) => Err(()),
+            (true, Nesting::Try) => Entering::Unavailable,
             (true, Nesting::Blocking) => {
                 if busy() {
                     // Not LOCK_BUSY: the enclosing loop waits on its own
@@ -196,14 +190,16 @@ impl Elision {
                     rtm.abort::<{ code::NESTED_TRY_LOCK }>();
                 }
                 // xabort inside a transaction does not return.
-                Ok(None)
+                Entering::Lock(None)
             }
         }
     }
 
+    /// Counts an execution that gave up on hardware; `took_lock` is false
+    /// when a `try_*` then found the real lock taken too.
     #[cold]
-    fn fell_back(&self, mut exec: Execution, why: GaveUp) {
-        exec.fallback_lock = true;
+    fn fell_back(&self, (mut exec, why): (Execution, GaveUp), took_lock: bool) {
+        exec.fallback_lock = took_lock;
         exec.skipped = why == GaveUp::Skipped;
         exec.commit_to(self.site);
         if why == GaveUp::Budget {
@@ -230,6 +226,18 @@ impl Elision {
             self.adaptive.record(true);
         }
     }
+}
+
+/// What [`Elision::enter`] decided.
+enum Entering {
+    /// Inside a transaction subscribed to the lock.
+    Transaction(Entered),
+    /// Take the real lock. The counts of the hardware attempts, if any, are
+    /// counted once the caller knows whether it got the lock.
+    Lock(Option<(Execution, GaveUp)>),
+    /// (`try_*` only) the lock is held, by another thread or by this
+    /// transaction.
+    Unavailable,
 }
 
 /// A lock held by the current transaction: the lock's address, with bit 0
@@ -314,8 +322,10 @@ fn acquire<G>(
     // A section entered while unwinding would abort at its end (see
     // `Elision::exit`): take the real lock directly.
     if rt.hardware_path && !std::thread::panicking() {
-        if let Ok(Some(rtm)) = elision.enter(rt, key, busy, Nesting::Blocking) {
-            return GuardState::transaction(rtm);
+        match elision.enter(rt, key, busy, Nesting::Blocking) {
+            Entering::Transaction(entered) => return GuardState::transaction(entered),
+            Entering::Lock(Some(gave_up)) => elision.fell_back(gave_up, true),
+            Entering::Lock(None) | Entering::Unavailable => {}
         }
     }
     GuardState::locked(lock())
@@ -332,9 +342,14 @@ fn try_acquire<G>(
     let rt = runtime();
     if rt.hardware_path && !std::thread::panicking() {
         match elision.enter(rt, key, busy, Nesting::Try) {
-            Ok(Some(rtm)) => return Some(GuardState::transaction(rtm)),
-            Ok(None) => {}
-            Err(()) => return None,
+            Entering::Transaction(entered) => return Some(GuardState::transaction(entered)),
+            Entering::Lock(Some(gave_up)) => {
+                let g = try_lock();
+                elision.fell_back(gave_up, g.is_some());
+                return g.map(GuardState::locked);
+            }
+            Entering::Lock(None) => {}
+            Entering::Unavailable => return None,
         }
     }
     try_lock().map(GuardState::locked)
