@@ -47,14 +47,16 @@ fn on_threads(step: impl Fn() + Send + Sync + 'static) {
     }
 }
 
-/// Software executions are rolled back at most once each, with probability
-/// `ROLLBACK`: the count lands near `ROLLBACK * executions`.
+/// Each software attempt that reaches its end is rolled back with
+/// probability `ROLLBACK`, and each execution at most once (so that it
+/// finishes): with restarts an execution draws more than once, so the share
+/// lands between `ROLLBACK` (less noise) and 1.
 fn assert_rollback_share(site: &str, executions: u64) {
     let report = hytm::stats::snapshot();
     let row = report.site(site).unwrap_or_else(|| panic!("no row {site}"));
     let share = row.rollbacks as f64 / executions as f64;
     assert!(
-        (ROLLBACK - 0.1..=ROLLBACK + 0.1).contains(&share),
+        share >= ROLLBACK - 0.1 && row.rollbacks <= executions,
         "{site}: {} rollbacks in {executions} executions: {row:?}",
         row.rollbacks
     );
