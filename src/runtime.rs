@@ -351,6 +351,22 @@ impl Config {
         self.rollback
     }
 
+    /// The setting(s) a bad sum of injection probabilities comes from:
+    /// both, when the rules and the rollback were set in different places.
+    fn injection_sum_setting(&self) -> &'static str {
+        if self.rollback == 0.0 || self.rollback_setting == self.inject_setting {
+            return self.inject_setting;
+        }
+        if self.injections.is_empty() {
+            return self.rollback_setting;
+        }
+        match (self.inject_setting, self.rollback_setting) {
+            (ENV_INJECT, _) => "HYTM_INJECT and Config::inject_rollback",
+            (_, ENV_INJECT) => "Config::inject and HYTM_INJECT",
+            _ => "Config::inject and Config::inject_rollback",
+        }
+    }
+
     fn injection_total(&self) -> f64 {
         self.rollback + self.injections.iter().map(|i| i.probability).sum::<f64>()
     }
@@ -397,7 +413,7 @@ impl Config {
                 value.push(format!("rollback:{}", self.rollback));
             }
             return Err(ConfigError::invalid(
-                self.inject_setting,
+                self.injection_sum_setting(),
                 &value.join(","),
                 "probabilities that add up to at most 1 (one draw per attempt picks at most one cause)",
             ));
@@ -735,6 +751,19 @@ mod tests {
             .validate()
             .unwrap_err();
         assert_eq!(err.value(), "conflict:0.7,rollback:0.7");
+        assert_eq!(err.setting(), "Config::inject and Config::inject_rollback");
+        // Rules from the environment, rollback from the builder: both named.
+        let err = Config::from_lookup(lookup(&[("HYTM_INJECT", "conflict:0.6")]))
+            .unwrap()
+            .inject_rollback(0.5)
+            .validate()
+            .unwrap_err();
+        assert_eq!(err.setting(), "HYTM_INJECT and Config::inject_rollback");
+        let err = Config::new().inject_rollback(0.5).inject_rollback(1.5);
+        assert_eq!(
+            err.validate().unwrap_err().setting(),
+            "Config::inject_rollback"
+        );
     }
 
     #[test]

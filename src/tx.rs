@@ -348,8 +348,21 @@ impl<'env> Tx<'env> {
         }
     }
 
-    /// Whether this run is serial (irrevocable).
+    /// Whether this run is irrevocable: inside [`atomic_irrevocable`], or
+    /// after [`Tx::become_irrevocable`] returned `Ok`. Such a run is never
+    /// rolled back, by a conflict or by injection, so it may do work that
+    /// cannot be undone. (A serial run of a
+    /// [`FallbackKind::GlobalLock`] site that declared nothing is not
+    /// irrevocable: it keeps an undo log, and a cancel, a panic or an injected
+    /// rollback undoes it.)
     pub fn is_irrevocable(&self) -> bool {
+        self.irrevocable
+    }
+
+    /// Whether this run is serial: alone, writing in place with an undo log
+    /// (a global-lock fallback, the escalation after repeated software
+    /// restarts, or irrevocable work).
+    pub fn is_serial(&self) -> bool {
         matches!(self.path, Path::Serial(_))
     }
 
@@ -810,8 +823,9 @@ fn run_software<'env, R, E>(
             Ok(v) => {
                 if sw.inject_rollback(rt) {
                     // The redo log is dropped unpublished: not one write of
-                    // this run may be visible.
-                    soft.restart();
+                    // this run may be visible. Not a conflict: it does not
+                    // count towards the escalation to serial.
+                    soft.discard();
                     continue;
                 }
                 if soft.commit().is_ok() {
@@ -842,6 +856,7 @@ fn run_serial<'env, R, E>(
     sw: &mut SoftwareRun,
     body: &mut impl FnMut(&mut Tx<'env>) -> Result<R, TxError<E>>,
 ) -> Result<R, E> {
+    let irrevocable = sw.irrevocable;
     let begin = || {
         let serial = if rt.rtm.is_some() {
             SerialTx::begin(&GLOBALS)
@@ -851,7 +866,7 @@ fn run_serial<'env, R, E>(
         Tx {
             path: Path::Serial(serial),
             want_serial: false,
-            irrevocable: false,
+            irrevocable,
             _not_send: PhantomData,
         }
     };

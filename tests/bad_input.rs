@@ -553,20 +553,41 @@ proptest! {
     fn builder_rollback_is_checked_with_the_rules(
         rollback in probability(),
         rule in (cause(), probability()),
+        rule_from_env in any::<bool>(),
     ) {
         let (cause, p) = rule;
-        let result = Config::new().inject(cause, p).inject_rollback(rollback).validate();
         let in_range = |x: f64| (0.0..=1.0).contains(&x);
+        // The rule comes from HYTM_INJECT or from the builder; the rollback
+        // always from the builder.
+        let base = if rule_from_env {
+            let text = format!("{}:{}", cause.name(), p);
+            match Config::from_lookup(|v| (v == "HYTM_INJECT").then(|| text.clone())) {
+                Ok(config) => config,
+                Err(err) => {
+                    prop_assert!(!in_range(p), "refused {}: {}", text, err);
+                    prop_assert_eq!(err.setting(), "HYTM_INJECT");
+                    return Ok(());
+                }
+            }
+        } else {
+            Config::new().inject(cause, p)
+        };
+        let result = base.inject_rollback(rollback).validate();
         let ok = in_range(rollback) && in_range(p) && rollback + p <= 1.0 + SUM_SLACK;
         match result {
             Ok(()) => prop_assert!(ok, "accepted rollback {} with {}:{}", rollback, cause, p),
             Err(err) => {
                 prop_assert!(!ok, "refused rollback {} with {}:{}: {}", rollback, cause, p, err);
-                // A bad field is named as itself; a bad sum by the rules.
-                let want = if !in_range(p) || in_range(rollback) {
+                // A bad field is named as itself; a bad sum by both places
+                // its parts were set.
+                let want = if !in_range(p) {
                     "Config::inject"
-                } else {
+                } else if !in_range(rollback) {
                     "Config::inject_rollback"
+                } else if rule_from_env {
+                    "HYTM_INJECT and Config::inject_rollback"
+                } else {
+                    "Config::inject and Config::inject_rollback"
                 };
                 prop_assert_eq!(err.setting(), want, "{}", err);
             }

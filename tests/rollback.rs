@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Once};
 
 use hytm::rtm::code;
+use hytm::stats::SiteStats;
 use hytm::FallbackKind;
 use hytm::{Config, ElidedMutex, Mode, Policy, Site, TCell};
 
@@ -47,17 +48,25 @@ fn on_threads(step: impl Fn() + Send + Sync + 'static) {
     }
 }
 
-/// Each software attempt that reaches its end is rolled back with
-/// probability `ROLLBACK`, and each execution at most once (so that it
-/// finishes): with restarts an execution draws more than once, so the share
-/// lands between `ROLLBACK` (less noise) and 1.
-fn assert_rollback_share(site: &str, executions: u64) {
-    let report = hytm::stats::snapshot();
-    let row = report.site(site).unwrap_or_else(|| panic!("no row {site}"));
-    let share = row.rollbacks as f64 / executions as f64;
+/// The row of `site` in a fresh snapshot.
+fn row(site: &str) -> SiteStats {
+    hytm::stats::snapshot()
+        .site(site)
+        .unwrap_or_else(|| panic!("no row {site}"))
+        .clone()
+}
+
+/// Asserts `rollbacks` is the count a fair draw of probability `ROLLBACK`
+/// gives over `draws` (± 0.1 of them).
+fn assert_drawn(row: &SiteStats, draws_low: u64, draws_high: u64) {
+    let (low, high) = (
+        (ROLLBACK - 0.1) * draws_low as f64,
+        (ROLLBACK + 0.1) * draws_high as f64,
+    );
     assert!(
-        share >= ROLLBACK - 0.1 && row.rollbacks <= executions,
-        "{site}: {} rollbacks in {executions} executions: {row:?}",
+        (low..=high).contains(&(row.rollbacks as f64)),
+        "{}: {} rollbacks, expected {low:.0}..={high:.0}: {row:?}",
+        row.name,
         row.rollbacks
     );
 }
@@ -84,8 +93,17 @@ fn stm_rollbacks_publish_no_write() {
     // A rolled-back run whose writes leaked would show as extra increments.
     assert_eq!(cells[0].load(), n);
     assert_eq!(cells[1].load(), n);
-    assert!(body_runs.load(Ordering::Relaxed) > n + n / 4);
-    assert_rollback_share("rollback-stm", n);
+    let row = row("rollback-stm");
+    // A draw at every attempt that reaches its end until one fires: at
+    // least once per execution, at most once per attempt. Each execution
+    // rolls back at most once.
+    assert_drawn(&row, n, n + row.stm_restarts);
+    assert!(row.rollbacks <= n, "{row:?}");
+    assert_eq!(
+        body_runs.load(Ordering::Relaxed),
+        n + row.rollbacks + row.stm_restarts,
+        "body runs: one per commit, rollback and restart"
+    );
 }
 
 #[test]
@@ -103,7 +121,8 @@ fn serial_rollbacks_apply_the_undo_log() {
         let cells = Arc::clone(&cells);
         on_threads(move || {
             SITE.atomic(|tx| {
-                assert!(tx.is_irrevocable(), "a global-lock site runs serially");
+                assert!(tx.is_serial(), "a global-lock site runs serially");
+                assert!(!tx.is_irrevocable(), "but undoably");
                 // Serial writes go straight to memory: only the undo log
                 // can take them back.
                 for c in cells.iter() {
@@ -118,7 +137,8 @@ fn serial_rollbacks_apply_the_undo_log() {
     for (i, c) in cells.iter().enumerate() {
         assert_eq!(c.load(), n, "cell {i}");
     }
-    assert_rollback_share("rollback-serial", n);
+    // A serial run never restarts: exactly one draw per execution.
+    assert_drawn(&row("rollback-serial"), n, n);
 }
 
 #[test]
@@ -131,12 +151,14 @@ fn irrevocable_work_is_never_rolled_back() {
         let (effects, cell) = (Arc::clone(&effects), Arc::clone(&cell));
         on_threads(move || {
             SITE.atomic_irrevocable(|tx| {
+                assert!(tx.is_irrevocable());
                 effects.fetch_add(1, Ordering::Relaxed);
                 let v = tx.read(&cell).unwrap();
                 tx.write(&cell, v + 1).unwrap();
             });
             SITE.atomic(|tx| {
                 tx.become_irrevocable()?;
+                assert!(tx.is_irrevocable());
                 effects.fetch_add(1, Ordering::Relaxed);
                 let v = tx.read(&cell)?;
                 tx.write(&cell, v + 1)
@@ -192,11 +214,32 @@ fn hardware_rollbacks_and_elided_sections() {
         );
         return;
     }
-    // Every hardware rollback is an explicit abort with its own code.
     let mutex = mutex.expect("row");
-    assert!(mutex.rollbacks > n / 4, "{mutex:?}");
-    assert_eq!(mutex.rollbacks, mutex.explicit_code(code::ROLLBACK));
     let hw = report.site("rollback-hw").expect("row");
-    assert!(hw.rollbacks > n / 4, "{hw:?}");
-    assert!(hw.explicit_code(code::ROLLBACK) > 0, "{hw:?}");
+    for row in [mutex, hw] {
+        assert!(row.hw_commits > 0, "{row:?}");
+        assert!(row.rollbacks > row.hw_commits / 4, "{row:?}");
+    }
+
+    // The rollback comes at the end of the body, never before it: a body
+    // that always aborts itself (user code 0x42) before its end is never
+    // rolled back.
+    static SELF_ABORT: Site =
+        Site::with_policy("rollback-after-body", Policy::DEFAULT.adaptive(false));
+    let rtm = hytm::rtm::Rtm::get().expect("hardware mode has RTM");
+    for _ in 0..1000 {
+        SELF_ABORT.atomic(|tx| {
+            let v = tx.read(&cell)?;
+            tx.write(&cell, v + 1)?;
+            if tx.is_hardware() {
+                rtm.abort::<0x42>();
+            }
+            Ok(())
+        });
+    }
+    let row = row("rollback-after-body");
+    assert!(row.explicit_user > 0, "{row:?}");
+    assert_eq!(row.explicit_code(code::ROLLBACK), 0, "{row:?}");
+    assert_eq!(row.hw_commits, 0, "{row:?}");
+    assert_eq!(cell.load(), n + 1000);
 }

@@ -465,6 +465,29 @@ impl<'g, 'env> SoftTx<'g, 'env> {
         }
     }
 
+    /// Like [`restart`](Self::restart), but not counted as a restart: for
+    /// an attempt given up by choice (an injected rollback), not by a
+    /// conflict.
+    ///
+    /// ```
+    /// use hytm_fallback::{Globals, SoftTx};
+    /// use std::sync::atomic::{AtomicU64, Ordering};
+    ///
+    /// let g = Globals::new();
+    /// let x = AtomicU64::new(0);
+    /// let mut tx = SoftTx::begin(&g);
+    /// tx.write(&x, 5);
+    /// tx.discard();
+    /// assert!(tx.is_read_only());
+    /// assert_eq!(tx.restarts(), 0);
+    /// tx.commit().unwrap();
+    /// assert_eq!(x.load(Ordering::Relaxed), 0);
+    /// ```
+    pub fn discard(&mut self) {
+        self.logs.clear();
+        self.snapshot = self.even_seq();
+    }
+
     /// Forgets this attempt (both logs) and takes a fresh snapshot, waiting
     /// while `seq` is odd. The transaction stays counted in `sw_active`.
     ///

@@ -200,7 +200,9 @@ impl Elision {
     #[cold]
     fn fell_back(&self, (mut exec, why): (Execution, GaveUp), took_lock: bool) {
         exec.fallback_lock = took_lock;
-        exec.skipped = why == GaveUp::Skipped;
+        // A skip is counted with the execution it stood for: none when the
+        // real try_lock failed too.
+        exec.skipped = why == GaveUp::Skipped && took_lock;
         exec.commit_to(self.site);
         if why == GaveUp::Budget {
             self.adaptive.record(false);
