@@ -191,6 +191,32 @@ impl<'g, 'env> SoftTx<'g, 'env> {
         Self::start(g, false)
     }
 
+    /// [`begin`](Self::begin) when `hardware` is true, else
+    /// [`begin_without_hardware`](Self::begin_without_hardware): for a
+    /// dispatcher that knows at run time whether hardware transactions
+    /// exist. One constructor, so the transaction is built in place.
+    ///
+    /// ```
+    /// use hytm_fallback::{Globals, SoftTx};
+    /// use std::sync::atomic::Ordering;
+    ///
+    /// let g = Globals::new();
+    /// let tx = SoftTx::begin_for(&g, true);
+    /// assert_eq!(g.sw_active().load(Ordering::Relaxed), 1);
+    /// drop(tx);
+    /// let _tx = SoftTx::begin_for(&g, false);
+    /// assert_eq!(g.sw_active().load(Ordering::Relaxed), 0);
+    /// ```
+    #[inline]
+    #[must_use]
+    pub fn begin_for(g: &'g Globals, hardware: bool) -> Self {
+        if hardware {
+            // SeqCst: as in `begin`.
+            g.sw_active().fetch_add(1, Ordering::SeqCst);
+        }
+        Self::start(g, hardware)
+    }
+
     #[inline]
     fn start(g: &'g Globals, announced: bool) -> Self {
         let mut tx = SoftTx {
