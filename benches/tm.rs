@@ -6,7 +6,9 @@
 //! lookups, 10% inserts, 10% removals). Peers: hytm (auto), hytm forced to
 //! the STM path, hytm with the single-lock fallback, the `stm` crate, and a
 //! parking_lot::Mutex around the same structure; at 2 threads also the mixes
-//! with one thread forced to software.
+//! with one thread forced to software. Each round measures every peer once;
+//! the figures are medians over the rounds, so every peer sees the same drift
+//! of the machine.
 
 #[path = "harness/mod.rs"]
 mod harness;
@@ -265,15 +267,8 @@ fn mutex_figures(timing: Timing, threads: usize) -> Vec<Figure> {
     ]
 }
 
-fn main() {
-    let timing = Timing::from_args();
-    println!(
-        "hytm TM bench: {} × {} ms per figure (median), threads pinned; mode {} ({})",
-        timing.reps,
-        timing.run.as_millis(),
-        hytm::mode(),
-        hytm::mode_reason()
-    );
+/// Every peer once, in a fixed order: one round of [`harness::interleaved`].
+fn all_figures(timing: Timing) -> Vec<Figure> {
     let mut figures = Vec::new();
     for threads in [1, 2] {
         figures.extend(hytm_figures(timing, "hytm", [&AUTO, &AUTO], threads));
@@ -301,6 +296,19 @@ fn main() {
             ));
         }
     }
+    figures
+}
+
+fn main() {
+    let timing = Timing::from_args();
+    println!(
+        "hytm TM bench: median of {} interleaved rounds × {} ms per figure, threads pinned; mode {} ({})",
+        timing.reps,
+        timing.run.as_millis(),
+        hytm::mode(),
+        hytm::mode_reason()
+    );
+    let figures = harness::interleaved(timing, all_figures);
     print_table(
         "Hybrid TM",
         &figures,

@@ -89,6 +89,28 @@ where
     samples[samples.len() / 2]
 }
 
+/// Runs `round` (which measures every peer once, with one repetition)
+/// `timing.reps` times and returns each figure's median over the rounds.
+///
+/// Interleaving the peers, instead of measuring one peer's repetitions back
+/// to back, puts every peer under the same drift of a shared machine (here
+/// throughput moves by 2x within a minute): the ratios between peers stay
+/// meaningful even when the absolute figures wander.
+pub fn interleaved(timing: Timing, round: impl Fn(Timing) -> Vec<Figure>) -> Vec<Figure> {
+    let one = Timing { reps: 1, ..timing };
+    let mut rounds: Vec<Vec<Figure>> = (0..timing.reps).map(|_| round(one)).collect();
+    let mut figures = rounds.swap_remove(0);
+    for (i, f) in figures.iter_mut().enumerate() {
+        let mut samples: Vec<f64> = std::iter::once(f.mops)
+            .chain(rounds.iter().map(|r| r[i].mops))
+            .flatten()
+            .collect();
+        samples.sort_by(f64::total_cmp);
+        f.mops = samples.get(samples.len() / 2).copied();
+    }
+    figures
+}
+
 /// A small fast generator for workload indices (not for anything else).
 pub struct XorShift(u64);
 
