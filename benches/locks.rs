@@ -7,6 +7,10 @@
 //! - main: std::sync::Mutex, parking_lot::Mutex, pthread mutex, hytm (auto)
 //! - glibc: pthread mutex with `glibc.elision.enable=1` (checked with xtest)
 //! - fallback: hytm with HYTM_MODE=fallback
+//!
+//! The children run in interleaved rounds (every child once per round, each
+//! figure the median over the rounds), so all peers see the same drift of a
+//! shared machine.
 
 #[path = "harness/mod.rs"]
 mod harness;
@@ -231,25 +235,36 @@ fn main() {
         return;
     }
     println!(
-        "hytm lock bench: {} × {} ms per figure (median), threads pinned; RTM: {}",
+        "hytm lock bench: median of {} interleaved rounds × {} ms per figure, threads pinned; RTM: {}",
         timing.reps,
         timing.run.as_millis(),
         hytm::htm().reason()
     );
-    let mut figures = Vec::new();
-    for (group, env) in [
-        ("main", vec![("HYTM_MODE", "auto")]),
-        ("glibc", vec![("GLIBC_TUNABLES", "glibc.elision.enable=1")]),
-        ("fallback", vec![("HYTM_MODE", "fallback")]),
-    ] {
-        let (f, notes) = harness::run_child(group, &env);
-        for n in notes {
-            if let Some(n) = n.strip_prefix("NOTE ") {
-                println!("{n}");
+    // Each round runs every child once; the notes are the same every
+    // round, so only the first round's are printed.
+    let printed_notes = std::cell::Cell::new(false);
+    let figures = harness::interleaved(timing, |_| {
+        let mut figures = Vec::new();
+        for (group, env) in [
+            ("main", [("HYTM_MODE", "auto")]),
+            ("glibc", [("GLIBC_TUNABLES", "glibc.elision.enable=1")]),
+            ("fallback", [("HYTM_MODE", "fallback")]),
+        ] {
+            let mut env = env.to_vec();
+            env.push(("HYTM_BENCH_ONE_ROUND", "1"));
+            let (f, notes) = harness::run_child(group, &env);
+            if !printed_notes.get() {
+                for n in notes {
+                    if let Some(n) = n.strip_prefix("NOTE ") {
+                        println!("{n}");
+                    }
+                }
             }
+            figures.extend(f);
         }
-        figures.extend(f);
-    }
+        printed_notes.set(true);
+        figures
+    });
     print_table(
         "Elided locks",
         &figures,

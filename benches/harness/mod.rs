@@ -19,10 +19,12 @@ pub struct Timing {
 impl Timing {
     /// `--quick` (or HYTM_BENCH_QUICK=1): 1 × 200 ms; otherwise the median
     /// of 5 × 500 ms, the setting the peer figures were taken with.
+    /// A child measuring one round of [`interleaved`] gets `reps = 1`
+    /// through `HYTM_BENCH_ONE_ROUND=1`.
     pub fn from_args() -> Timing {
         let quick = std::env::args().any(|a| a == "--quick")
             || std::env::var("HYTM_BENCH_QUICK").is_ok_and(|v| v == "1");
-        if quick {
+        let mut timing = if quick {
             Timing {
                 run: Duration::from_millis(200),
                 reps: 1,
@@ -32,7 +34,11 @@ impl Timing {
                 run: Duration::from_millis(500),
                 reps: 5,
             }
+        };
+        if std::env::var("HYTM_BENCH_ONE_ROUND").is_ok_and(|v| v == "1") {
+            timing.reps = 1;
         }
+        timing
     }
 }
 
@@ -98,11 +104,13 @@ where
 /// meaningful even when the absolute figures wander.
 pub fn interleaved(timing: Timing, round: impl Fn(Timing) -> Vec<Figure>) -> Vec<Figure> {
     let one = Timing { reps: 1, ..timing };
-    let mut rounds: Vec<Vec<Figure>> = (0..timing.reps).map(|_| round(one)).collect();
-    let mut figures = rounds.swap_remove(0);
-    for (i, f) in figures.iter_mut().enumerate() {
-        let mut samples: Vec<f64> = std::iter::once(f.mops)
-            .chain(rounds.iter().map(|r| r[i].mops))
+    let rounds: Vec<Vec<Figure>> = (0..timing.reps).map(|_| round(one)).collect();
+    let key = |f: &Figure| (f.workload.clone(), f.threads, f.peer.clone());
+    let mut figures = rounds[0].clone();
+    for f in &mut figures {
+        let mut samples: Vec<f64> = rounds
+            .iter()
+            .flat_map(|r| r.iter().filter(|g| key(g) == key(f)).map(|g| g.mops))
             .flatten()
             .collect();
         samples.sort_by(f64::total_cmp);
