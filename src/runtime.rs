@@ -347,6 +347,14 @@ impl Config {
 
     /// The chance per attempt of an injected rollback; see
     /// [`inject_rollback`](Config::inject_rollback).
+    ///
+    /// ```
+    /// let config = hytm::Config::from_lookup(|v| {
+    ///     (v == "HYTM_INJECT").then(|| "rollback:0.25".to_string())
+    /// })?;
+    /// assert_eq!(config.rollback_probability(), 0.25);
+    /// # Ok::<(), hytm::ConfigError>(())
+    /// ```
     pub fn rollback_probability(&self) -> f64 {
         self.rollback
     }

@@ -365,6 +365,15 @@ impl<'env> Tx<'env> {
     /// Whether this run is serial: alone, writing in place with an undo log
     /// (a global-lock fallback, the escalation after repeated software
     /// restarts, or irrevocable work).
+    ///
+    /// ```
+    /// let c = hytm::TCell::new(0);
+    /// hytm::atomic_irrevocable(|tx| {
+    ///     assert!(tx.is_serial() && tx.is_irrevocable() && !tx.is_hardware());
+    ///     tx.write(&c, 1).unwrap();
+    /// });
+    /// assert_eq!(c.load(), 1);
+    /// ```
     pub fn is_serial(&self) -> bool {
         matches!(self.path, Path::Serial(_))
     }
