@@ -2,7 +2,7 @@
 # Soak test: the mixed workload of examples/soak.rs (elided mutex and rwlock,
 # atomic transactions on every path, invariants checked continuously) for
 # DURATION seconds in auto mode, then for DURATION seconds with
-# HYTM_MODE=fallback and every abort cause injected at 1%.
+# HYTM_MODE=fallback, every abort cause injected at 1% and rollbacks at 5%.
 #
 #   ci/soak.sh [DURATION]     DURATION in seconds, a positive integer (default 60)
 #
@@ -28,7 +28,7 @@ if ! [[ "$duration" =~ ^[0-9]{1,9}$ ]] || [ "$((10#$duration))" -eq 0 ]; then
 fi
 duration="$((10#$duration))"
 
-every_cause="conflict:0.01,capacity:0.01,retry:0.01,explicit:0.01,nested:0.01,debug:0.01,other:0.01"
+every_cause="conflict:0.01,capacity:0.01,retry:0.01,explicit:0.01,nested:0.01,debug:0.01,other:0.01,rollback:0.05"
 
 step() { printf '\n==> %s\n' "$*"; }
 
