@@ -149,14 +149,7 @@ impl<'g, 'env> SoftTx<'g, 'env> {
     #[inline]
     #[must_use]
     pub fn begin(g: &'g Globals) -> Self {
-        // SeqCst: this is a store followed by loads of other locations (the
-        // `seq` snapshot, then the words): a Dekker pattern against hardware
-        // transactions, which read `sw_active` first. Only a SeqCst RMW (a
-        // full barrier, `lock xadd` on x86) keeps our increment from being
-        // ordered after those loads; with it, any hardware transaction that
-        // can still commit without moving `seq` committed before our snapshot.
-        g.sw_active().fetch_add(1, Ordering::SeqCst);
-        Self::start(g, true)
+        Self::begin_for(g, true)
     }
 
     /// Starts a software transaction that does not announce itself in
@@ -188,7 +181,7 @@ impl<'g, 'env> SoftTx<'g, 'env> {
     #[inline]
     #[must_use]
     pub fn begin_without_hardware(g: &'g Globals) -> Self {
-        Self::start(g, false)
+        Self::begin_for(g, false)
     }
 
     /// [`begin`](Self::begin) when `hardware` is true, else
@@ -211,19 +204,20 @@ impl<'g, 'env> SoftTx<'g, 'env> {
     #[must_use]
     pub fn begin_for(g: &'g Globals, hardware: bool) -> Self {
         if hardware {
-            // SeqCst: as in `begin`.
+            // SeqCst: this is a store followed by loads of other locations
+            // (the `seq` snapshot, then the words): a Dekker pattern against
+            // hardware transactions, which read `sw_active` first. Only a
+            // SeqCst RMW (a full barrier, `lock xadd` on x86) keeps our
+            // increment from being ordered after those loads; with it, any
+            // hardware transaction that can still commit without moving `seq`
+            // committed before our snapshot.
             g.sw_active().fetch_add(1, Ordering::SeqCst);
         }
-        Self::start(g, hardware)
-    }
-
-    #[inline]
-    fn start(g: &'g Globals, announced: bool) -> Self {
         let mut tx = SoftTx {
             g,
             snapshot: 0,
             restarts: 0,
-            announced,
+            announced: hardware,
             logs: ManuallyDrop::new(log::take()),
             _env: PhantomData,
         };
@@ -535,9 +529,8 @@ impl<'g, 'env> SoftTx<'g, 'env> {
     /// assert_eq!(x.load(Ordering::Relaxed), 0);
     /// ```
     pub fn restart(&mut self) {
-        self.logs.clear();
+        self.discard();
         self.restarts = self.restarts.saturating_add(1);
-        self.snapshot = self.even_seq();
     }
 
     /// Whether this attempt has written nothing (its commit is then free).
