@@ -213,16 +213,19 @@ impl<'g, 'env> SoftTx<'g, 'env> {
             // committed before our snapshot.
             g.sw_active().fetch_add(1, Ordering::SeqCst);
         }
-        let mut tx = SoftTx {
+        let logs = ManuallyDrop::new(log::take());
+        // Every field is computed before the value is built, so that the
+        // caller's `Tx` gets it in place (building it first and then setting
+        // `snapshot` made LLVM assemble it on the stack and copy it over at
+        // odd offsets, which stalls store forwarding).
+        SoftTx {
             g,
-            snapshot: 0,
+            snapshot: even_seq(g),
             restarts: 0,
             announced: hardware,
-            logs: ManuallyDrop::new(log::take()),
+            logs,
             _env: PhantomData,
-        };
-        tx.snapshot = tx.even_seq();
-        tx
+        }
     }
 
     /// Reads a word: from the redo log if this transaction wrote it, else
@@ -433,7 +436,7 @@ impl<'g, 'env> SoftTx<'g, 'env> {
     fn revalidate(&mut self) -> Result<(), Restart> {
         let backoff = Backoff::new();
         for _ in 0..VALIDATE_ROUNDS {
-            let s = self.even_seq();
+            let s = even_seq(self.g);
             for &(a, v) in &self.logs.reads {
                 // SAFETY: `a` was logged by `read` from a `&'env AtomicU64`,
                 // and `'env` outlives `self`; only atomic access is made.
@@ -456,35 +459,6 @@ impl<'g, 'env> SoftTx<'g, 'env> {
         Err(Restart)
     }
 
-    /// Loads `seq`, waiting while it is odd (a writer writes back or a serial
-    /// transaction runs).
-    #[inline]
-    fn even_seq(&self) -> u64 {
-        // SeqCst (an Acquire load everywhere that matters): Acquire so the
-        // data of every commit up to the value read is visible to our later
-        // loads; SeqCst so that in `begin` it pairs with the SeqCst
-        // increment of `sw_active` (Dekker). It costs a plain load on x86.
-        let s = self.g.seq().load(Ordering::SeqCst);
-        if s & 1 == 0 {
-            return s;
-        }
-        self.wait_even()
-    }
-
-    #[cold]
-    #[inline(never)]
-    fn wait_even(&self) -> u64 {
-        let backoff = Backoff::new();
-        loop {
-            backoff.snooze();
-            // SeqCst: as in `even_seq`.
-            let s = self.g.seq().load(Ordering::SeqCst);
-            if s & 1 == 0 {
-                return s;
-            }
-        }
-    }
-
     /// Like [`restart`](Self::restart), but not counted as a restart: for
     /// an attempt given up by choice (an injected rollback), not by a
     /// conflict.
@@ -505,7 +479,7 @@ impl<'g, 'env> SoftTx<'g, 'env> {
     /// ```
     pub fn discard(&mut self) {
         self.logs.clear();
-        self.snapshot = self.even_seq();
+        self.snapshot = even_seq(self.g);
     }
 
     /// Forgets this attempt (both logs) and takes a fresh snapshot, waiting
@@ -598,6 +572,35 @@ impl Drop for SoftTx<'_, '_> {
             // our last write-back (already published by `seq`) is ordered
             // before.
             self.g.sw_active().fetch_sub(1, Ordering::Release);
+        }
+    }
+}
+
+/// Loads `seq`, waiting while it is odd (a writer writes back or a serial
+/// transaction runs).
+#[inline]
+fn even_seq(g: &Globals) -> u64 {
+    // SeqCst (an Acquire load everywhere that matters): Acquire so the
+    // data of every commit up to the value read is visible to our later
+    // loads; SeqCst so that in `begin` it pairs with the SeqCst
+    // increment of `sw_active` (Dekker). It costs a plain load on x86.
+    let s = g.seq().load(Ordering::SeqCst);
+    if s & 1 == 0 {
+        return s;
+    }
+    wait_even(g)
+}
+
+#[cold]
+#[inline(never)]
+fn wait_even(g: &Globals) -> u64 {
+    let backoff = Backoff::new();
+    loop {
+        backoff.snooze();
+        // SeqCst: as in `even_seq`.
+        let s = g.seq().load(Ordering::SeqCst);
+        if s & 1 == 0 {
+            return s;
         }
     }
 }

@@ -91,11 +91,7 @@ impl<'g, 'env> SerialTx<'g, 'env> {
     /// ```
     #[must_use]
     pub fn begin(g: &'g Globals) -> Self {
-        // SeqCst: as in `SoftTx::begin`, the increment must be globally
-        // ordered before our loads of `seq` and of the words (it aborts the
-        // hardware transactions in flight; later ones then watch `seq`).
-        g.sw_active().fetch_add(1, Ordering::SeqCst);
-        Self::start(g, true)
+        Self::begin_for(g, true)
     }
 
     /// Starts a serial transaction that does not announce itself in
@@ -116,34 +112,46 @@ impl<'g, 'env> SerialTx<'g, 'env> {
     /// ```
     #[must_use]
     pub fn begin_without_hardware(g: &'g Globals) -> Self {
-        Self::start(g, false)
+        Self::begin_for(g, false)
     }
 
+    /// [`begin`](Self::begin) when `hardware` is true, else
+    /// [`begin_without_hardware`](Self::begin_without_hardware): one
+    /// constructor for a dispatcher that decides at run time, so that the
+    /// transaction is built in place.
+    ///
+    /// ```
+    /// use hytm_fallback::{Globals, SerialTx};
+    /// use std::sync::atomic::Ordering;
+    ///
+    /// let g = Globals::new();
+    /// let tx = SerialTx::begin_for(&g, true);
+    /// assert_eq!(g.sw_active().load(Ordering::Relaxed), 1);
+    /// drop(tx);
+    /// assert_eq!(g.sw_active().load(Ordering::Relaxed), 0);
+    /// ```
+    #[inline]
+    #[must_use]
+    pub fn begin_for(g: &'g Globals, hardware: bool) -> Self {
+        if hardware {
+            // SeqCst: as in `SoftTx::begin`, the increment must be globally
+            // ordered before our loads of `seq` and of the words (it aborts
+            // the hardware transactions in flight; later ones then watch
+            // `seq`).
+            g.sw_active().fetch_add(1, Ordering::SeqCst);
+        }
+        Self::start(g, hardware)
+    }
+
+    // Inline, with the waiting out of line: the value is then built in
+    // place in the caller's `Tx` instead of being copied there.
+    #[inline]
     fn start(g: &'g Globals, announced: bool) -> Self {
         let ticket = g.serial_ticket();
-        let backoff = Backoff::new();
-        while g.serial_serving() != ticket {
-            backoff.snooze();
+        if g.serial_serving() != ticket {
+            wait_for_turn(g, ticket);
         }
-        let backoff = Backoff::new();
-        let odd = loop {
-            // Relaxed: only a guess for the CAS, which decides.
-            let s = g.seq().load(Ordering::Relaxed);
-            if s & 1 == 1 {
-                backoff.snooze();
-                continue;
-            }
-            // Acquire on success: we take over from the last release of
-            // `seq`, so every earlier commit's writes happen before our
-            // direct reads. Relaxed on failure: we retry.
-            match g
-                .seq()
-                .compare_exchange(s, s + 1, Ordering::Acquire, Ordering::Relaxed)
-            {
-                Ok(_) => break s + 1,
-                Err(_) => backoff.spin(),
-            }
-        };
+        let odd = lock_seq(g);
         // Release fence: orders the odd `seq` before our direct data stores,
         // so a software reader whose load sees one of them also sees `seq`
         // odd or later, and rejects its snapshot.
@@ -242,6 +250,55 @@ impl<'g, 'env> SerialTx<'g, 'env> {
             let w = unsafe { &*a };
             // Relaxed: published by the Release store of `seq` in `drop`.
             w.store(old, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Waits until the serial queue serves `ticket`.
+#[cold]
+#[inline(never)]
+fn wait_for_turn(g: &Globals, ticket: u64) {
+    let backoff = Backoff::new();
+    while g.serial_serving() != ticket {
+        backoff.snooze();
+    }
+}
+
+/// Takes `seq` (even to odd) for a serial transaction; returns the odd value.
+#[inline]
+fn lock_seq(g: &Globals) -> u64 {
+    // Relaxed: only a guess for the CAS, which decides.
+    let s = g.seq().load(Ordering::Relaxed);
+    // Acquire on success: we take over from the last release of `seq`, so
+    // every earlier commit's writes happen before our direct reads. Relaxed
+    // on failure: the slow path retries.
+    if s & 1 == 0
+        && g.seq()
+            .compare_exchange(s, s + 1, Ordering::Acquire, Ordering::Relaxed)
+            .is_ok()
+    {
+        return s + 1;
+    }
+    lock_seq_slow(g)
+}
+
+#[cold]
+#[inline(never)]
+fn lock_seq_slow(g: &Globals) -> u64 {
+    let backoff = Backoff::new();
+    loop {
+        // Relaxed / Acquire / Relaxed: as in `lock_seq`.
+        let s = g.seq().load(Ordering::Relaxed);
+        if s & 1 == 1 {
+            backoff.snooze();
+            continue;
+        }
+        match g
+            .seq()
+            .compare_exchange(s, s + 1, Ordering::Acquire, Ordering::Relaxed)
+        {
+            Ok(_) => return s + 1,
+            Err(_) => backoff.spin(),
         }
     }
 }
