@@ -181,25 +181,35 @@ fn glibc_elision_note() -> String {
 fn child(group: &str, timing: Timing) {
     let figures = match group {
         "main" => {
-            let mut f = run_workloads(timing, "std", std::sync::Mutex::new, std::sync::Mutex::new);
-            f.extend(run_workloads(
-                timing,
-                "parking_lot",
-                parking_lot::Mutex::new,
-                parking_lot::Mutex::new,
-            ));
-            f.extend(run_workloads(
-                timing,
-                "pthread",
-                PthreadMutex::new,
-                PthreadMutex::new,
-            ));
-            f.extend(run_workloads(
-                timing,
-                "hytm",
-                hytm::ElidedMutex::new,
-                hytm::ElidedMutex::new,
-            ));
+            type Peer = Box<dyn Fn() -> Vec<Figure>>;
+            let peers: Vec<Peer> = vec![
+                Box::new(move || {
+                    run_workloads(timing, "std", std::sync::Mutex::new, std::sync::Mutex::new)
+                }),
+                Box::new(move || {
+                    run_workloads(
+                        timing,
+                        "parking_lot",
+                        parking_lot::Mutex::new,
+                        parking_lot::Mutex::new,
+                    )
+                }),
+                Box::new(move || {
+                    run_workloads(timing, "pthread", PthreadMutex::new, PthreadMutex::new)
+                }),
+                Box::new(move || {
+                    run_workloads(
+                        timing,
+                        "hytm",
+                        hytm::ElidedMutex::new,
+                        hytm::ElidedMutex::new,
+                    )
+                }),
+            ];
+            let f = harness::rotated(peers, harness::child_round())
+                .iter()
+                .flat_map(|peer| peer())
+                .collect();
             println!("NOTE hytm mode: {} ({})", hytm::mode(), hytm::mode_reason());
             f
         }
@@ -243,15 +253,18 @@ fn main() {
     // Each round runs every child once; the notes are the same every
     // round, so only the first round's are printed.
     let printed_notes = std::cell::Cell::new(false);
-    let figures = harness::interleaved(timing, |_| {
+    let figures = harness::interleaved(timing, |_, round| {
         let mut figures = Vec::new();
-        for (group, env) in [
+        let round_str = round.to_string();
+        let groups = vec![
             ("main", [("HYTM_MODE", "auto")]),
             ("glibc", [("GLIBC_TUNABLES", "glibc.elision.enable=1")]),
             ("fallback", [("HYTM_MODE", "fallback")]),
-        ] {
+        ];
+        for (group, env) in harness::rotated(groups, round) {
             let mut env = env.to_vec();
             env.push(("HYTM_BENCH_ONE_ROUND", "1"));
+            env.push(("HYTM_BENCH_ROUND", &round_str));
             let (f, notes) = harness::run_child(group, &env);
             if !printed_notes.get() {
                 for n in notes {

@@ -8,7 +8,7 @@
 //! parking_lot::Mutex around the same structure; at 2 threads also the mixes
 //! with one thread forced to software. Each round measures every peer once;
 //! the figures are medians over the rounds, so every peer sees the same drift
-//! of the machine.
+//! of the machine, and each round starts at another peer.
 
 #[path = "harness/mod.rs"]
 mod harness;
@@ -267,33 +267,36 @@ fn mutex_figures(timing: Timing, threads: usize) -> Vec<Figure> {
     ]
 }
 
-/// Every peer once, in a fixed order: one round of [`harness::interleaved`].
-fn all_figures(timing: Timing) -> Vec<Figure> {
+/// Every peer once, starting at peer `round`: one round of
+/// [`harness::interleaved`].
+fn all_figures(timing: Timing, round: usize) -> Vec<Figure> {
+    type Peer<'a> = Box<dyn Fn() -> Vec<Figure> + 'a>;
     let mut figures = Vec::new();
     for threads in [1, 2] {
-        figures.extend(hytm_figures(timing, "hytm", [&AUTO, &AUTO], threads));
-        figures.extend(hytm_figures(
-            timing,
-            "hytm-stm",
-            [&STM_PATH, &STM_PATH],
-            threads,
-        ));
-        figures.extend(hytm_figures(
-            timing,
-            "hytm-lock",
-            [&LOCK_FALLBACK, &LOCK_FALLBACK],
-            threads,
-        ));
-        figures.extend(stm_crate_figures(timing, threads));
-        figures.extend(mutex_figures(timing, threads));
+        let mut peers: Vec<Peer> = vec![
+            Box::new(move || hytm_figures(timing, "hytm", [&AUTO, &AUTO], threads)),
+            Box::new(move || hytm_figures(timing, "hytm-stm", [&STM_PATH, &STM_PATH], threads)),
+            Box::new(move || {
+                hytm_figures(
+                    timing,
+                    "hytm-lock",
+                    [&LOCK_FALLBACK, &LOCK_FALLBACK],
+                    threads,
+                )
+            }),
+            Box::new(move || stm_crate_figures(timing, threads)),
+            Box::new(move || mutex_figures(timing, threads)),
+        ];
         if threads == 2 {
-            figures.extend(hytm_figures(timing, "mix-stm", [&AUTO, &STM_PATH], threads));
-            figures.extend(hytm_figures(
-                timing,
-                "mix-lock",
-                [&LOCK_FALLBACK, &LOCK_ONLY],
-                threads,
-            ));
+            peers.push(Box::new(move || {
+                hytm_figures(timing, "mix-stm", [&AUTO, &STM_PATH], threads)
+            }));
+            peers.push(Box::new(move || {
+                hytm_figures(timing, "mix-lock", [&LOCK_FALLBACK, &LOCK_ONLY], threads)
+            }));
+        }
+        for peer in harness::rotated(peers, round) {
+            figures.extend(peer());
         }
     }
     figures
