@@ -104,8 +104,8 @@ where
 /// to back, puts every peer under the same drift of a shared machine (here
 /// throughput moves by 2x within a minute): the ratios between peers stay
 /// meaningful even when the absolute figures wander. Rotating the order
-/// matters too: in a fixed order the first peer of each round measured
-/// 10-15% below an identical code path measured second.
+/// keeps any effect of a peer's position in the round (what ran just
+/// before it, the state of the heap) from always falling on the same peer.
 pub fn interleaved(timing: Timing, round: impl Fn(Timing, usize) -> Vec<Figure>) -> Vec<Figure> {
     let one = Timing { reps: 1, ..timing };
     let rounds: Vec<Vec<Figure>> = (0..timing.reps).map(|i| round(one, i)).collect();
