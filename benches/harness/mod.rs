@@ -19,8 +19,13 @@ pub struct Timing {
 impl Timing {
     /// `--quick` (or HYTM_BENCH_QUICK=1): 1 × 200 ms; otherwise the median
     /// of 5 × 500 ms, the setting the peer figures were taken with.
-    /// A child measuring one round of [`interleaved`] gets `reps = 1`
-    /// through `HYTM_BENCH_ONE_ROUND=1`.
+    /// `HYTM_BENCH_ROUNDS=<n>` sets the number of rounds (1 to 99), for a
+    /// machine too noisy for 5. A child measuring one round of
+    /// [`interleaved`] gets `reps = 1` through `HYTM_BENCH_ONE_ROUND=1`.
+    ///
+    /// # Panics
+    ///
+    /// On a `HYTM_BENCH_ROUNDS` that is not a number from 1 to 99.
     pub fn from_args() -> Timing {
         let quick = std::env::args().any(|a| a == "--quick")
             || std::env::var("HYTM_BENCH_QUICK").is_ok_and(|v| v == "1");
@@ -35,6 +40,12 @@ impl Timing {
                 reps: 5,
             }
         };
+        if let Ok(v) = std::env::var("HYTM_BENCH_ROUNDS") {
+            timing.reps = match v.trim().parse::<usize>() {
+                Ok(n @ 1..=99) => n,
+                _ => panic!("HYTM_BENCH_ROUNDS={v:?}: expected a number of rounds from 1 to 99"),
+            };
+        }
         if std::env::var("HYTM_BENCH_ONE_ROUND").is_ok_and(|v| v == "1") {
             timing.reps = 1;
         }
