@@ -47,7 +47,7 @@ impl SiteKind {
 /// The first ids are the unnamed rows of each kind, so `const` constructors
 /// can use them without registering anything.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct SiteId(u32);
+pub struct SiteId(pub(crate) u32);
 
 impl SiteId {
     /// Unnamed elided mutexes.
