@@ -783,6 +783,10 @@ impl Drop for SoftwareScope {
 /// What the software paths did, counted once at the end.
 #[derive(Default)]
 struct SoftwareRun {
+    /// The STM path committed on its first try: nothing else to count
+    /// (the common case, decided where the commit happens, so that counting
+    /// it reads one flag).
+    first_try_commit: bool,
     commits: u32,
     restarts: u32,
     serial: bool,
@@ -806,7 +810,7 @@ impl SoftwareRun {
 
     #[inline]
     fn count(&self, site: SiteId, lock_fallback: bool) {
-        if self.commits == 1 && self.restarts == 0 && self.rollbacks == 0 && !self.serial {
+        if self.first_try_commit {
             stats::count(site, Outcome::SoftwareCommit);
         } else {
             // A global-lock fallback is counted as the lock, not as a serial
@@ -857,6 +861,7 @@ fn run_software<'env, R, E>(
                 }
                 if soft.commit().is_ok() {
                     sw.commits += 1;
+                    sw.first_try_commit = sw.restarts == 0 && sw.rollbacks == 0;
                     return Ok(v);
                 }
             }
