@@ -174,6 +174,32 @@ impl Globals {
 
     /// Whether a serial transaction is queued or running: software writers
     /// then hold back from the commit CAS so the serial one gets `seq`.
+    /// Counts a software or serial transaction in `sw_active`, before it
+    /// reads `seq` or any word.
+    ///
+    /// SeqCst: this store is followed by loads of other locations (the
+    /// `seq` snapshot, then the words): a Dekker pattern against hardware
+    /// transactions, which read `sw_active` first. Only a SeqCst RMW (a full
+    /// barrier, `lock xadd` on x86) keeps the increment from being ordered
+    /// after those loads; with it, any hardware transaction that can still
+    /// commit without moving `seq` committed before the snapshot. The
+    /// increment also aborts the hardware transactions in flight, and later
+    /// ones then watch `seq`.
+    #[inline]
+    pub(crate) fn announce_software(&self) {
+        self.sw_active.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// Ends what [`announce_software`](Self::announce_software) began.
+    ///
+    /// Release: a hardware transaction that then reads 0 skips `seq`; the
+    /// leaving transaction's writes (already published through `seq`) are
+    /// ordered before.
+    #[inline]
+    pub(crate) fn withdraw_software(&self) {
+        self.sw_active.fetch_sub(1, Ordering::Release);
+    }
+
     #[inline]
     pub(crate) fn serial_pending(&self) -> bool {
         // Relaxed: a progress hint only; safety never depends on it (a stale

@@ -208,14 +208,7 @@ impl<'g, 'env> SoftTx<'g, 'env> {
     #[must_use]
     pub fn begin_for(g: &'g Globals, hardware: bool) -> Self {
         if hardware {
-            // SeqCst: this is a store followed by loads of other locations
-            // (the `seq` snapshot, then the words): a Dekker pattern against
-            // hardware transactions, which read `sw_active` first. Only a
-            // SeqCst RMW (a full barrier, `lock xadd` on x86) keeps our
-            // increment from being ordered after those loads; with it, any
-            // hardware transaction that can still commit without moving `seq`
-            // committed before our snapshot.
-            g.sw_active().fetch_add(1, Ordering::SeqCst);
+            g.announce_software();
         }
         let logs = ManuallyDrop::new(log::take());
         // Every field is computed before the value is built, so that the
@@ -596,10 +589,7 @@ impl Drop for SoftTx<'_, '_> {
         let logs = unsafe { ManuallyDrop::take(&mut self.logs) };
         log::give(logs);
         if self.announced {
-            // Release: a hardware transaction that then reads 0 skips `seq`;
-            // our last write-back (already published by `seq`) is ordered
-            // before.
-            self.g.sw_active().fetch_sub(1, Ordering::Release);
+            self.g.withdraw_software();
         }
     }
 }

@@ -134,11 +134,7 @@ impl<'g, 'env> SerialTx<'g, 'env> {
     #[must_use]
     pub fn begin_for(g: &'g Globals, hardware: bool) -> Self {
         if hardware {
-            // SeqCst: as in `SoftTx::begin`, the increment must be globally
-            // ordered before our loads of `seq` and of the words (it aborts
-            // the hardware transactions in flight; later ones then watch
-            // `seq`).
-            g.sw_active().fetch_add(1, Ordering::SeqCst);
+            g.announce_software();
         }
         Self::start(g, hardware)
     }
@@ -320,9 +316,7 @@ impl Drop for SerialTx<'_, '_> {
         self.g.seq().store(self.odd + 1, Ordering::Release);
         self.g.serial_done(self.ticket);
         if self.announced {
-            // Release: a hardware transaction that then reads 0 skips `seq`;
-            // our writes are ordered before.
-            self.g.sw_active().fetch_sub(1, Ordering::Release);
+            self.g.withdraw_software();
         }
     }
 }
