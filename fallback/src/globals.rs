@@ -172,8 +172,6 @@ impl Globals {
         &self.sw_active
     }
 
-    /// Whether a serial transaction is queued or running: software writers
-    /// then hold back from the commit CAS so the serial one gets `seq`.
     /// Counts a software or serial transaction in `sw_active`, before it
     /// reads `seq` or any word.
     ///
@@ -200,6 +198,8 @@ impl Globals {
         self.sw_active.fetch_sub(1, Ordering::Release);
     }
 
+    /// Whether a serial transaction is queued or running: software writers
+    /// then hold back from the commit CAS so the serial one gets `seq`.
     #[inline]
     pub(crate) fn serial_pending(&self) -> bool {
         // Relaxed: a progress hint only; safety never depends on it (a stale
