@@ -12,6 +12,18 @@ use crate::rtm::{code, AbortStatus};
 use crate::runtime::ConfigError;
 
 /// What the caller of a hardware attempt does next.
+///
+/// ```
+/// use hytm::{Policy, policy::{Decision, History}, rtm::AbortStatus};
+/// let status = AbortStatus::from_raw(AbortStatus::CONFLICT | AbortStatus::RETRY);
+/// let mut h = History::default();
+/// Policy::record(&mut h, status);
+/// match Policy::default().decide(&h, status) {
+///     Decision::Retry { spins } => (0..spins).for_each(|_| std::hint::spin_loop()),
+///     Decision::WaitThenRetry => unreachable!("only busy-lock aborts wait"),
+///     Decision::Fallback => unreachable!("one conflict is within the budget"),
+/// }
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Decision {
     /// Spin for about this many `pause`-length iterations, then try again.
@@ -27,6 +39,17 @@ pub enum Decision {
 }
 
 /// The attempts of one execution so far, as the decision function sees them.
+///
+/// ```
+/// use hytm::{Policy, policy::{Decision, History}, rtm::AbortStatus};
+/// let conflict = AbortStatus::from_raw(AbortStatus::CONFLICT | AbortStatus::RETRY);
+/// let fresh = History { charged: 2, ..History::default() };
+/// // An earlier capacity abort keeps its tighter budget for later conflicts.
+/// let after_capacity = History { capacity: 1, ..fresh };
+/// let p = Policy::default();
+/// assert!(matches!(p.decide(&fresh, conflict), Decision::Retry { .. }));
+/// assert_eq!(p.decide(&after_capacity, conflict), Decision::Fallback);
+/// ```
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct History {
     /// Hardware attempts charged to the budget (busy waits are not).
@@ -48,6 +71,14 @@ pub type DecideFn = fn(&Policy, &History, AbortStatus) -> Decision;
 ///
 /// Elided locks always fall back to their real lock; this chooses the
 /// fallback of [`crate::atomic`].
+///
+/// ```
+/// use hytm::{FallbackKind, Policy};
+/// assert_eq!(Policy::default().fallback_kind(), FallbackKind::Stm);
+/// // Long sections that keep aborting may do better serialized on one lock.
+/// let p = Policy::default().fallback(FallbackKind::GlobalLock);
+/// assert_eq!(p.fallback_kind(), FallbackKind::GlobalLock);
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum FallbackKind {
     /// The NOrec STM, safe beside hardware transactions; serial after
@@ -166,24 +197,62 @@ impl Policy {
     };
 
     /// Total hardware attempts charged before falling back (RETRY/CONFLICT).
+    ///
+    /// ```
+    /// use hytm::{Policy, policy::{Decision, History}, rtm::AbortStatus};
+    /// let p = Policy::default().max_attempts(2);
+    /// assert_eq!(p.attempt_budget(), 2);
+    /// let conflict = AbortStatus::from_raw(AbortStatus::CONFLICT);
+    /// let h = History { charged: 2, ..History::default() };
+    /// assert_eq!(p.decide(&h, conflict), Decision::Fallback);
+    /// ```
     pub const fn max_attempts(mut self, n: u32) -> Policy {
         self.max_attempts = n;
         self
     }
 
     /// Attempts allowed once a CAPACITY abort (without RETRY) was seen.
+    ///
+    /// ```
+    /// use hytm::{Policy, policy::{Decision, History}, rtm::AbortStatus};
+    /// let capacity = AbortStatus::from_raw(AbortStatus::CAPACITY);
+    /// let h = History { charged: 1, capacity: 1, ..History::default() };
+    /// // The default gives a capacity abort one more attempt; 1 gives none.
+    /// assert!(matches!(Policy::default().decide(&h, capacity), Decision::Retry { .. }));
+    /// let p = Policy::default().capacity_attempts(1);
+    /// assert_eq!(p.decide(&h, capacity), Decision::Fallback);
+    /// ```
     pub const fn capacity_attempts(mut self, n: u32) -> Policy {
         self.capacity_attempts = n;
         self
     }
 
     /// Attempts allowed once a status-0, DEBUG or NESTED abort was seen.
+    ///
+    /// ```
+    /// use hytm::{Policy, policy::{Decision, History}, rtm::AbortStatus};
+    /// let status_0 = AbortStatus::from_raw(0);
+    /// let h = History { charged: 2, other: 2, ..History::default() };
+    /// assert_eq!(Policy::default().decide(&h, status_0), Decision::Fallback);
+    /// // Under a hypervisor that interrupts often, status 0 deserves more tries.
+    /// let p = Policy::default().other_attempts(3);
+    /// assert!(matches!(p.decide(&h, status_0), Decision::Retry { .. }));
+    /// ```
     pub const fn other_attempts(mut self, n: u32) -> Policy {
         self.other_attempts = n;
         self
     }
 
     /// Uncharged waits for a busy lock before falling back anyway.
+    ///
+    /// ```
+    /// use hytm::{Policy, policy::{Decision, History}, rtm::{code, AbortStatus}};
+    /// let busy = AbortStatus::explicit(code::LOCK_BUSY);
+    /// let h = History::default();
+    /// assert_eq!(Policy::default().decide(&h, busy), Decision::WaitThenRetry);
+    /// // 0: never wait for a lock holder, take the fallback at once.
+    /// assert_eq!(Policy::default().max_waits(0).decide(&h, busy), Decision::Fallback);
+    /// ```
     pub const fn max_waits(mut self, n: u32) -> Policy {
         self.max_waits = n;
         self
@@ -191,6 +260,20 @@ impl Policy {
 
     /// Backoff bounds, in spin iterations, for the jittered exponential
     /// backoff between charged retries.
+    ///
+    /// ```
+    /// use hytm::{Policy, policy::{Decision, History}, rtm::AbortStatus};
+    /// let p = Policy::default().backoff(8, 64);
+    /// let conflict = AbortStatus::from_raw(AbortStatus::CONFLICT | AbortStatus::RETRY);
+    /// let spins = |charged| {
+    ///     match p.decide(&History { charged, random: 99, ..History::default() }, conflict) {
+    ///         Decision::Retry { spins } => spins,
+    ///         d => panic!("{d:?}"),
+    ///     }
+    /// };
+    /// assert!((8..=16).contains(&spins(1)));
+    /// assert!((32..=64).contains(&spins(4))); // capped at max_spins
+    /// ```
     pub const fn backoff(mut self, min_spins: u32, max_spins: u32) -> Policy {
         self.backoff_min = min_spins;
         self.backoff_max = max_spins;
@@ -198,6 +281,13 @@ impl Policy {
     }
 
     /// Turns the per-site adaptive skipping of the hardware path on or off.
+    ///
+    /// ```
+    /// use hytm::{Config, Policy};
+    /// // Every execution tries hardware, e.g. to measure each attempt.
+    /// let config = Config::new().policy(Policy::default().adaptive(false));
+    /// assert!(!config.default_policy().is_adaptive());
+    /// ```
     pub const fn adaptive(mut self, on: bool) -> Policy {
         self.adaptive = on;
         self
@@ -218,11 +308,31 @@ impl Policy {
     }
 
     /// Whether hardware is tried at all.
+    ///
+    /// ```
+    /// use hytm::{Policy, Site, TCell};
+    /// const SOFTWARE_ONLY: Policy = Policy::DEFAULT.hardware(false);
+    /// assert!(!SOFTWARE_ONLY.uses_hardware());
+    /// static LOG: Site = Site::with_policy("doc uses_hardware", SOFTWARE_ONLY);
+    /// let c = TCell::new(1);
+    /// assert_eq!(LOG.atomic(|tx| tx.read(&c)), 1);
+    /// let report = hytm::stats::snapshot();
+    /// assert_eq!(report.site("doc uses_hardware").unwrap().attempts, 0);
+    /// ```
     pub const fn uses_hardware(&self) -> bool {
         self.hardware
     }
 
     /// The software path of [`crate::atomic`] when hardware gives up.
+    ///
+    /// ```
+    /// use hytm::{FallbackKind, Policy, Site, TCell};
+    /// // `const`, so a static site can carry its own policy.
+    /// const SERIAL: Policy = Policy::DEFAULT.fallback(FallbackKind::GlobalLock);
+    /// static AUDIT: Site = Site::with_policy("doc fallback", SERIAL);
+    /// let c = TCell::new(7);
+    /// assert_eq!(AUDIT.atomic(|tx| tx.read(&c)), 7);
+    /// ```
     pub const fn fallback(mut self, kind: FallbackKind) -> Policy {
         self.fallback = kind;
         self
@@ -245,16 +355,35 @@ impl Policy {
     }
 
     /// Whether adaptive skipping is on.
+    ///
+    /// ```
+    /// use hytm::Policy;
+    /// assert!(Policy::default().is_adaptive());
+    /// assert!(!Policy::default().adaptive(false).is_adaptive());
+    /// ```
     pub const fn is_adaptive(&self) -> bool {
         self.adaptive
     }
 
     /// The fallback kind.
+    ///
+    /// ```
+    /// use hytm::{FallbackKind, Policy};
+    /// assert_eq!(Policy::default().fallback_kind(), FallbackKind::Stm);
+    /// let p = Policy::default().fallback(FallbackKind::RetryOnly);
+    /// assert_eq!(p.fallback_kind(), FallbackKind::RetryOnly);
+    /// ```
     pub const fn fallback_kind(&self) -> FallbackKind {
         self.fallback
     }
 
     /// The charged-attempt budget.
+    ///
+    /// ```
+    /// use hytm::Policy;
+    /// assert_eq!(Policy::default().attempt_budget(), 5);
+    /// assert_eq!(Policy::default().max_attempts(3).attempt_budget(), 3);
+    /// ```
     pub const fn attempt_budget(&self) -> u32 {
         self.max_attempts
     }
@@ -265,6 +394,14 @@ impl Policy {
     ///
     /// A [`ConfigError`] naming the field (`Policy::max_attempts`, ...), the
     /// value and the accepted range.
+    ///
+    /// ```
+    /// use hytm::Policy;
+    /// assert!(Policy::default().validate().is_ok());
+    /// let err = Policy::default().max_attempts(0).validate().unwrap_err();
+    /// assert_eq!(err.setting(), "Policy::max_attempts");
+    /// assert_eq!(err.accepted(), "1..=1000");
+    /// ```
     pub fn validate(&self) -> Result<(), ConfigError> {
         let check = |field: &str, v: u32, lo: u32, hi: u32| {
             if (lo..=hi).contains(&v) {
@@ -305,6 +442,18 @@ impl Policy {
     /// | CAPACITY without RETRY | retry until `capacity_attempts` |
     /// | RETRY or CONFLICT | jittered exponential backoff, until `max_attempts` |
     /// | status 0, DEBUG, NESTED | retry until `other_attempts` |
+    ///
+    /// ```
+    /// use hytm::{Policy, policy::{Decision, History}, rtm::{code, AbortStatus}};
+    /// let p = Policy::default();
+    /// let h = History { charged: 1, ..History::default() };
+    /// let decide = |s| p.decide(&h, s);
+    /// let conflict = AbortStatus::from_raw(AbortStatus::CONFLICT);
+    /// assert!(matches!(decide(conflict), Decision::Retry { .. }));
+    /// assert_eq!(decide(AbortStatus::explicit(code::LOCK_BUSY)), Decision::WaitThenRetry);
+    /// assert_eq!(decide(AbortStatus::explicit(code::PANIC)), Decision::Fallback);
+    /// assert_eq!(decide(AbortStatus::explicit(0x12)), Decision::Fallback); // a user code
+    /// ```
     pub fn decide(&self, history: &History, status: AbortStatus) -> Decision {
         if let Some(f) = self.decide_fn {
             return f(self, history, status);
@@ -314,6 +463,19 @@ impl Policy {
 
     /// [`Policy::decide`]'s built-in table, for custom functions that only
     /// want to change a few cases.
+    ///
+    /// ```
+    /// use hytm::{Policy, policy::{Decision, History}, rtm::AbortStatus};
+    /// // Give up at once on capacity; the table decides everything else.
+    /// fn no_capacity_retry(p: &Policy, h: &History, s: AbortStatus) -> Decision {
+    ///     if s.is_capacity() { Decision::Fallback } else { p.decide_by_table(h, s) }
+    /// }
+    /// let p = Policy::default().decide_with(no_capacity_retry);
+    /// let h = History { charged: 1, ..History::default() };
+    /// let (capacity, conflict) = (AbortStatus::CAPACITY, AbortStatus::CONFLICT);
+    /// assert_eq!(p.decide(&h, AbortStatus::from_raw(capacity)), Decision::Fallback);
+    /// assert!(matches!(p.decide(&h, AbortStatus::from_raw(conflict)), Decision::Retry { .. }));
+    /// ```
     pub fn decide_by_table(&self, h: &History, status: AbortStatus) -> Decision {
         if let Some(c) = status.explicit_code() {
             return match c {
@@ -364,6 +526,13 @@ impl Policy {
 
     /// Whether an abort with `status` is charged to the attempt budget:
     /// everything but waiting for a busy lock or software commit.
+    ///
+    /// ```
+    /// use hytm::{Policy, rtm::{code, AbortStatus}};
+    /// assert!(Policy::charges(AbortStatus::from_raw(AbortStatus::CONFLICT)));
+    /// // Waiting for a lock holder is not the transaction's failure.
+    /// assert!(!Policy::charges(AbortStatus::explicit(code::LOCK_BUSY)));
+    /// ```
     pub fn charges(status: AbortStatus) -> bool {
         !matches!(
             status.explicit_code(),
@@ -373,6 +542,16 @@ impl Policy {
 
     /// Records `status` in the history (charged attempts and the sticky
     /// capacity / other flags).
+    ///
+    /// ```
+    /// use hytm::{Policy, policy::History, rtm::{code, AbortStatus}};
+    /// let mut h = History::default();
+    /// for raw in [AbortStatus::CAPACITY, 0, AbortStatus::explicit(code::LOCK_BUSY).raw()] {
+    ///     Policy::record(&mut h, AbortStatus::from_raw(raw));
+    /// }
+    /// // The busy lock is not charged; the caller counts its wait in `h.waits`.
+    /// assert_eq!((h.charged, h.capacity, h.other, h.waits), (2, 1, 1, 0));
+    /// ```
     pub fn record(history: &mut History, status: AbortStatus) {
         if Self::charges(status) {
             history.charged += 1;
@@ -424,6 +603,20 @@ impl Adaptive {
     pub const MAX_SKIP: u32 = 1024;
 
     /// Whether this execution should try hardware (consumes one skip).
+    ///
+    /// ```
+    /// use hytm::policy::Adaptive;
+    /// let mut a = Adaptive::default();
+    /// let mut tries = 0;
+    /// for _ in 0..100 {
+    ///     if a.should_try_hardware() {
+    ///         tries += 1;
+    ///         a.record(false); // say the hardware keeps aborting
+    ///     }
+    /// }
+    /// // STREAK (4) failures, then one probe after each skip, each skip twice as long.
+    /// assert_eq!(tries, 6);
+    /// ```
     #[inline]
     pub fn should_try_hardware(&mut self) -> bool {
         if self.skip_left == 0 {
@@ -435,6 +628,18 @@ impl Adaptive {
     }
 
     /// Records how an execution that tried hardware ended.
+    ///
+    /// ```
+    /// use hytm::policy::Adaptive;
+    /// let mut a = Adaptive::default();
+    /// for _ in 0..Adaptive::STREAK {
+    ///     a.record(false);
+    /// }
+    /// while !a.should_try_hardware() {}
+    /// // The probe after the skip commits: hardware is tried again at once.
+    /// a.record(true);
+    /// assert!(a.should_try_hardware() && !a.is_skipping());
+    /// ```
     #[inline]
     pub fn record(&mut self, committed_in_hardware: bool) {
         if committed_in_hardware {
@@ -454,6 +659,17 @@ impl Adaptive {
     /// Packs the state in one word (skip left: bits 0..32, skip length:
     /// 32..48, streak: 48..64) so a lock can keep it in an `AtomicU64`.
     /// The default state packs to 0.
+    ///
+    /// ```
+    /// use hytm::policy::Adaptive;
+    /// use std::sync::atomic::{AtomicU64, Ordering};
+    /// // One word a lock's threads share without a lock of their own.
+    /// let word = AtomicU64::new(Adaptive::default().pack());
+    /// let mut a = Adaptive::unpack(word.load(Ordering::Relaxed));
+    /// a.record(false);
+    /// word.store(a.pack(), Ordering::Relaxed);
+    /// assert_eq!(Adaptive::unpack(word.load(Ordering::Relaxed)), a);
+    /// ```
     pub const fn pack(self) -> u64 {
         self.skip_left as u64 | (self.skip_len as u64) << 32 | (self.fallback_streak as u64) << 48
     }
@@ -476,6 +692,17 @@ impl Adaptive {
     }
 
     /// Whether the site is currently skipping hardware.
+    ///
+    /// ```
+    /// use hytm::policy::Adaptive;
+    /// let mut a = Adaptive::default();
+    /// assert!(!a.is_skipping());
+    /// for _ in 0..Adaptive::STREAK {
+    ///     a.record(false);
+    /// }
+    /// // Unlike `should_try_hardware`, asking uses up no skip.
+    /// assert!(a.is_skipping());
+    /// ```
     pub fn is_skipping(&self) -> bool {
         self.skip_left > 0
     }

@@ -101,6 +101,14 @@ impl AbortStatus {
     pub const NESTED: u32 = 1 << 5;
 
     /// Wraps a raw EAX value.
+    ///
+    /// ```
+    /// use hytm::rtm::AbortStatus;
+    /// // A footprint overflow: CAPACITY without RETRY, so retrying rarely helps.
+    /// let s = AbortStatus::from_raw(0b1000);
+    /// assert!(s.is_capacity() && !s.may_retry());
+    /// assert_eq!(s.raw(), AbortStatus::CAPACITY);
+    /// ```
     #[inline]
     pub const fn from_raw(raw: u32) -> Self {
         Self(raw)
@@ -119,18 +127,38 @@ impl AbortStatus {
     }
 
     /// The raw EAX value.
+    ///
+    /// ```
+    /// use hytm::rtm::AbortStatus;
+    /// // The code sits in the top byte, next to the EXPLICIT bit.
+    /// assert_eq!(AbortStatus::explicit(0xff).raw(), 0xff00_0001);
+    /// ```
     #[inline]
     pub const fn raw(self) -> u32 {
         self.0
     }
 
     /// `xabort` caused the abort.
+    ///
+    /// ```
+    /// use hytm::rtm::AbortStatus;
+    /// assert!(AbortStatus::explicit(0x01).is_explicit());
+    /// // Bits 24..31 mean nothing without bit 0.
+    /// assert!(!AbortStatus::from_raw(0xff00_0000).is_explicit());
+    /// ```
     #[inline]
     pub const fn is_explicit(self) -> bool {
         self.0 & Self::EXPLICIT != 0
     }
 
     /// The `xabort` code, if the abort was explicit.
+    ///
+    /// ```
+    /// use hytm::rtm::{code, AbortStatus};
+    /// let busy = AbortStatus::explicit(code::LOCK_BUSY);
+    /// assert_eq!(busy.explicit_code(), Some(code::LOCK_BUSY));
+    /// assert_eq!(AbortStatus::from_raw(AbortStatus::CONFLICT).explicit_code(), None);
+    /// ```
     #[inline]
     pub const fn explicit_code(self) -> Option<u8> {
         if self.is_explicit() {
@@ -141,30 +169,71 @@ impl AbortStatus {
     }
 
     /// The hardware suggests a retry may succeed.
+    ///
+    /// ```
+    /// use hytm::rtm::AbortStatus;
+    /// // CAPACITY with RETRY is contention evicting a line, not a too-large
+    /// // footprint, so the policy retries it like a conflict.
+    /// let contended = AbortStatus::from_raw(AbortStatus::CAPACITY | AbortStatus::RETRY);
+    /// assert!(contended.may_retry());
+    /// assert!(!AbortStatus::from_raw(AbortStatus::CAPACITY).may_retry());
+    /// ```
     #[inline]
     pub const fn may_retry(self) -> bool {
         self.0 & Self::RETRY != 0
     }
 
     /// A data conflict with another logical processor.
+    ///
+    /// ```
+    /// use hytm::rtm::{AbortCause, AbortStatus};
+    /// let s = AbortStatus::from_raw(AbortStatus::CONFLICT | AbortStatus::RETRY);
+    /// assert!(s.is_conflict());
+    /// assert_eq!(s.cause(), AbortCause::Conflict);
+    /// assert!(!AbortStatus::explicit(0xff).is_conflict());
+    /// ```
     #[inline]
     pub const fn is_conflict(self) -> bool {
         self.0 & Self::CONFLICT != 0
     }
 
     /// The transaction's footprint overflowed.
+    ///
+    /// ```
+    /// use hytm::rtm::{AbortCause, AbortStatus};
+    /// let s = AbortStatus::from_raw(AbortStatus::CAPACITY | AbortStatus::CONFLICT);
+    /// assert!(s.is_capacity() && s.is_conflict());
+    /// // With both bits set, the abort is counted as capacity.
+    /// assert_eq!(s.cause(), AbortCause::Capacity);
+    /// ```
     #[inline]
     pub const fn is_capacity(self) -> bool {
         self.0 & Self::CAPACITY != 0
     }
 
     /// A debug breakpoint.
+    ///
+    /// ```
+    /// use hytm::rtm::AbortStatus;
+    /// let s = AbortStatus::from_raw(AbortStatus::DEBUG);
+    /// assert!(s.is_debug());
+    /// assert_eq!(s.to_string(), "debug");
+    /// ```
     #[inline]
     pub const fn is_debug(self) -> bool {
         self.0 & Self::DEBUG != 0
     }
 
     /// Aborted inside a nested transaction.
+    ///
+    /// ```
+    /// use hytm::rtm::{AbortCause, AbortStatus};
+    /// // An `xabort 0x12` raised one nesting level down.
+    /// let s = AbortStatus::from_raw(AbortStatus::explicit(0x12).raw() | AbortStatus::NESTED);
+    /// assert!(s.is_nested());
+    /// // The explicit code still decides the cause.
+    /// assert_eq!(s.cause(), AbortCause::Explicit);
+    /// ```
     #[inline]
     pub const fn is_nested(self) -> bool {
         self.0 & Self::NESTED != 0
@@ -172,6 +241,15 @@ impl AbortStatus {
 
     /// No cause bit set: an interrupt, a VM exit, a syscall, a fault, or an
     /// instruction that cannot run transactionally.
+    ///
+    /// ```
+    /// use hytm::rtm::{AbortCause, AbortStatus};
+    /// let s = AbortStatus::from_raw(0);
+    /// assert!(s.is_unexplained());
+    /// assert_eq!(s.cause(), AbortCause::Other);
+    /// // `xabort 0` is explained: the EXPLICIT bit is set.
+    /// assert!(!AbortStatus::explicit(0).is_unexplained());
+    /// ```
     #[inline]
     pub const fn is_unexplained(self) -> bool {
         self.0 & 0x3f == 0
@@ -249,6 +327,14 @@ impl fmt::Debug for AbortStatus {
 }
 
 /// The cause an abort is counted under; see [`AbortStatus::cause`].
+///
+/// ```
+/// use hytm::rtm::{AbortCause, AbortStatus};
+/// let cause = AbortStatus::from_raw(AbortStatus::RETRY).cause();
+/// assert_eq!(cause, AbortCause::Retry);
+/// // Display gives the name the tables and `HYTM_INJECT` use.
+/// assert_eq!(cause.to_string(), "retry");
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum AbortCause {
     /// `xabort` (see [`AbortStatus::explicit_code`]).
@@ -297,6 +383,17 @@ impl AbortCause {
     }
 
     /// Position in [`AbortCause::ALL`].
+    ///
+    /// ```
+    /// use hytm::rtm::{AbortCause, AbortStatus};
+    /// // Counting aborts per cause in a plain array, as the statistics do.
+    /// let mut counts = [0u32; AbortCause::ALL.len()];
+    /// for raw in [0, 0b110, 0b1000, 0xff00_0001, 0b100] {
+    ///     counts[AbortStatus::from_raw(raw).cause().index()] += 1;
+    /// }
+    /// assert_eq!(counts[AbortCause::Conflict.index()], 2);
+    /// assert_eq!(counts.iter().sum::<u32>(), 5);
+    /// ```
     #[inline]
     pub const fn index(self) -> usize {
         self as usize
@@ -359,6 +456,15 @@ impl Rtm {
     ///
     /// This reports the hardware only; it ignores [`crate::Mode`]. The
     /// runtime's own paths ask the runtime, which also honours the mode.
+    ///
+    /// ```
+    /// use hytm::rtm::Rtm;
+    /// assert_eq!(Rtm::get().is_some(), hytm::htm().usable());
+    /// match Rtm::get() {
+    ///     Some(rtm) => assert!(!rtm.test()), // no transaction is open here
+    ///     None => println!("no RTM: {}", hytm::htm().reason()),
+    /// }
+    /// ```
     #[inline]
     pub fn get() -> Option<Rtm> {
         if crate::htm().usable() {
@@ -376,6 +482,15 @@ impl Rtm {
     /// The CPU must support RTM (CPUID.07H.EBX.RTM) and must not always
     /// abort, or the instructions raise `#UD`. On builds without
     /// `cfg(hytm_rtm)` this function panics, since there is nothing to run.
+    ///
+    /// ```
+    /// use hytm::rtm::Rtm;
+    /// if hytm::htm().usable() {
+    ///     // SAFETY: detection found RTM supported and not always aborting.
+    ///     let rtm = unsafe { Rtm::new_unchecked() };
+    ///     assert!(!rtm.test());
+    /// }
+    /// ```
     #[inline]
     pub unsafe fn new_unchecked() -> Rtm {
         Rtm {
@@ -392,6 +507,23 @@ impl Rtm {
     /// # Errors
     ///
     /// The abort status, after the transaction aborted.
+    ///
+    /// ```
+    /// use hytm::rtm::Rtm;
+    /// let mut hits = 0;
+    /// if let Some(rtm) = Rtm::get() {
+    ///     if rtm.begin().is_ok() {
+    ///         hits += 1;
+    ///         // SAFETY: inside the transaction the `begin` above opened.
+    ///         unsafe { rtm.end() };
+    ///     }
+    /// }
+    /// // An abort undid `hits += 1`: do the work on a fallback path instead.
+    /// if hits == 0 {
+    ///     hits += 1;
+    /// }
+    /// assert_eq!(hits, 1);
+    /// ```
     #[inline(always)]
     pub fn begin(self) -> Result<(), AbortStatus> {
         // SAFETY: the token proves RTM is supported.
@@ -413,6 +545,19 @@ impl Rtm {
     /// the caller's own [`Rtm::begin`], not by an elided lock's guard, an
     /// `atomic` body or the runtime: ending theirs early leaves their data
     /// unprotected (a data race) and makes their own `xend` fault.
+    ///
+    /// ```
+    /// use hytm::rtm::Rtm;
+    /// if let Some(rtm) = Rtm::get() {
+    ///     if rtm.begin().is_ok() {
+    ///         let inside = rtm.test();
+    ///         // SAFETY: this level was opened by the `begin` just above.
+    ///         unsafe { rtm.end() };
+    ///         // Asserted after the commit: a panic inside would only abort.
+    ///         assert!(inside && !rtm.test());
+    ///     }
+    /// }
+    /// ```
     #[inline(always)]
     pub unsafe fn end(self) {
         // SAFETY: the token proves RTM is supported; the caller guarantees
@@ -422,6 +567,19 @@ impl Rtm {
 
     /// `xabort CODE`: aborts the transaction with an explicit code. Outside a
     /// transaction it does nothing and returns.
+    ///
+    /// ```
+    /// use hytm::rtm::Rtm;
+    /// if let Some(rtm) = Rtm::get() {
+    ///     match rtm.begin() {
+    ///         // Control resumes at `begin` with the status; this never returns.
+    ///         Ok(()) => rtm.abort::<0x42>(),
+    ///         // An interrupt may abort the transaction before `xabort` runs.
+    ///         Err(s) => assert!(s.explicit_code() == Some(0x42) || !s.is_explicit()),
+    ///     }
+    ///     rtm.abort::<0x42>(); // outside a transaction: no effect
+    /// }
+    /// ```
     #[inline(always)]
     pub fn abort<const CODE: u8>(self) {
         // SAFETY: the token proves RTM is supported; xabort outside a
@@ -430,6 +588,15 @@ impl Rtm {
     }
 
     /// `xtest`: whether this thread is inside a hardware transaction.
+    ///
+    /// ```
+    /// use hytm::rtm::Rtm;
+    /// if let Some(rtm) = Rtm::get() {
+    ///     assert!(!rtm.test());
+    ///     // Inside a body, `xtest` tells the hardware path from the software one.
+    ///     assert!(hytm::atomic(|tx| Ok(tx.is_hardware() == rtm.test())));
+    /// }
+    /// ```
     #[inline(always)]
     pub fn test(self) -> bool {
         // SAFETY: the token proves RTM is supported.
@@ -446,6 +613,25 @@ impl Rtm {
     /// protected by hytm (an elided lock's data, a `TCell`) and no lock,
     /// `seq` or `sw_active` word may be loaded: such loads leave the read
     /// set, so the transaction could commit a torn read.
+    ///
+    /// ```
+    /// use hytm::rtm::Rtm;
+    /// // Plain data, not protected by hytm: safe to read untracked.
+    /// let table = [1u64, 2, 3];
+    /// let mut sum = 0;
+    /// if let Some(rtm) = Rtm::get().filter(|_| hytm::htm().cpu().tsxldtrk) {
+    ///     if rtm.begin().is_ok() {
+    ///         // SAFETY: TSXLDTRK is reported; only `table` is loaded untracked.
+    ///         unsafe { rtm.suspend_load_tracking() };
+    ///         sum = table.iter().sum();
+    ///         // SAFETY: as above.
+    ///         unsafe { rtm.resume_load_tracking() };
+    ///         // SAFETY: this level was opened by the `begin` just above.
+    ///         unsafe { rtm.end() };
+    ///     }
+    /// }
+    /// assert!(sum == 0 || sum == 6);
+    /// ```
     #[inline(always)]
     pub unsafe fn suspend_load_tracking(self) {
         // SAFETY: the caller guarantees TSXLDTRK.
@@ -457,6 +643,21 @@ impl Rtm {
     /// # Safety
     ///
     /// As for [`Rtm::suspend_load_tracking`].
+    ///
+    /// ```
+    /// use hytm::rtm::Rtm;
+    /// if let Some(rtm) = Rtm::get().filter(|_| hytm::htm().cpu().tsxldtrk) {
+    ///     if rtm.begin().is_ok() {
+    ///         // SAFETY: TSXLDTRK is reported, and nothing is loaded while
+    ///         // tracking is suspended.
+    ///         unsafe {
+    ///             rtm.suspend_load_tracking();
+    ///             rtm.resume_load_tracking();
+    ///             rtm.end(); // the `begin` above opened this level
+    ///         }
+    ///     }
+    /// }
+    /// ```
     #[inline(always)]
     pub unsafe fn resume_load_tracking(self) {
         // SAFETY: the caller guarantees TSXLDTRK.

@@ -21,6 +21,15 @@ use crate::rtm::{code, AbortCause, AbortStatus};
 use crate::runtime::{Config, StatsOutput};
 
 /// What kind of site a row counts.
+///
+/// ```
+/// use hytm::{stats::SiteKind, Site, TCell};
+/// static LOOKUP: Site = Site::new("doc SiteKind");
+/// let c = TCell::new(0);
+/// LOOKUP.atomic(|tx| tx.read(&c));
+/// let report = hytm::stats::snapshot();
+/// assert_eq!(report.site("doc SiteKind").unwrap().kind, SiteKind::Atomic);
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum SiteKind {
     /// An [`crate::ElidedMutex`].
@@ -33,6 +42,12 @@ pub enum SiteKind {
 
 impl SiteKind {
     /// Lower-case name used in tables and JSON.
+    ///
+    /// ```
+    /// use hytm::stats::SiteKind;
+    /// // The `kind` column of the table and of the JSON report.
+    /// assert_eq!(SiteKind::RwLock.name(), "rwlock");
+    /// ```
     pub const fn name(self) -> &'static str {
         match self {
             SiteKind::Mutex => "mutex",
@@ -46,6 +61,13 @@ impl SiteKind {
 ///
 /// The first ids are the unnamed rows of each kind, so `const` constructors
 /// can use them without registering anything.
+///
+/// ```
+/// use hytm::stats::{SiteId, SiteKind};
+/// // The unnamed rows come first; a named site gets a row of its own.
+/// let id = SiteId::named(SiteKind::Mutex, "doc SiteId");
+/// assert_ne!(id, SiteId::MUTEX);
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct SiteId(pub(crate) u32);
 
@@ -58,6 +80,14 @@ impl SiteId {
     pub const ATOMIC: SiteId = SiteId(2);
 
     /// Registers a named site (or finds the one with that name and kind).
+    ///
+    /// ```
+    /// use hytm::stats::{SiteId, SiteKind};
+    /// let a = SiteId::named(SiteKind::Atomic, "doc named");
+    /// assert_eq!(SiteId::named(SiteKind::Atomic, "doc named"), a);
+    /// // The kind is part of the identity: a mutex of that name is another row.
+    /// assert_ne!(SiteId::named(SiteKind::Mutex, "doc named"), a);
+    /// ```
     pub fn named(kind: SiteKind, name: &str) -> SiteId {
         let mut sites = lock(&registry().sites);
         if let Some(i) = sites.iter().position(|s| s.kind == kind && s.name == name) {
@@ -321,6 +351,22 @@ impl Slot {
 }
 
 /// One row of a [`Report`]: the counts of one site, over all threads.
+///
+/// ```
+/// use hytm::{Mode, Site, TCell};
+/// static DEPOSIT: Site = Site::new("doc SiteStats");
+/// let balance = TCell::new(10);
+/// DEPOSIT.atomic(|tx| {
+///     let b = tx.read(&balance)?;
+///     tx.write(&balance, b + 5)
+/// });
+/// let report = hytm::stats::snapshot();
+/// let row = report.site("doc SiteStats").expect("the site has counted");
+/// assert_eq!(row.hw_commits + row.stm_commits + row.serial + row.fallback_lock, 1);
+/// if hytm::mode() == Mode::Fallback {
+///     assert_eq!(row.hw_commits, 0); // no `xbegin` ever runs
+/// }
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SiteStats {
     /// The site's name; `(unnamed mutex)` etc. for the grouped rows.
@@ -382,16 +428,58 @@ impl SiteStats {
     }
 
     /// Aborts of every cause.
+    ///
+    /// ```
+    /// use hytm::{rtm::AbortCause, Config, Policy, Site, TCell};
+    /// // Injection aborts every attempt, with or without RTM.
+    /// Config::new().inject(AbortCause::Conflict, 1.0).install()?;
+    /// static SITE: Site = Site::with_policy("doc total_aborts", Policy::DEFAULT.max_attempts(3));
+    /// let c = TCell::new(0);
+    /// SITE.atomic(|tx| tx.read(&c));
+    /// let report = hytm::stats::snapshot();
+    /// let row = report.site("doc total_aborts").unwrap();
+    /// assert_eq!((row.attempts, row.total_aborts()), (3, 3));
+    /// assert_eq!(row.executions(), 1); // the fallback finished it
+    /// # Ok::<(), hytm::ConfigError>(())
+    /// ```
     pub fn total_aborts(&self) -> u64 {
         self.aborts.iter().sum()
     }
 
     /// Aborts of one cause.
+    ///
+    /// ```
+    /// use hytm::{rtm::AbortCause, Config, Site, TCell};
+    /// Config::new().inject(AbortCause::Capacity, 1.0).install()?;
+    /// static SITE: Site = Site::new("doc aborts_of");
+    /// let c = TCell::new(0);
+    /// SITE.atomic(|tx| tx.read(&c));
+    /// let report = hytm::stats::snapshot();
+    /// let row = report.site("doc aborts_of").unwrap();
+    /// // Capacity aborts get two attempts by default, not five.
+    /// assert_eq!(row.aborts_of(AbortCause::Capacity), 2);
+    /// assert_eq!(row.aborts_of(AbortCause::Conflict), 0);
+    /// # Ok::<(), hytm::ConfigError>(())
+    /// ```
     pub fn aborts_of(&self, cause: AbortCause) -> u64 {
         self.aborts[cause.index()]
     }
 
     /// Explicit aborts with one code.
+    ///
+    /// ```
+    /// use hytm::{rtm::{code, AbortCause}, Config, Site, TCell};
+    /// // Injected explicit aborts carry the runtime's own code.
+    /// Config::new().inject(AbortCause::Explicit, 1.0).install()?;
+    /// static SITE: Site = Site::new("doc explicit_code");
+    /// let c = TCell::new(0);
+    /// SITE.atomic(|tx| tx.read(&c));
+    /// let report = hytm::stats::snapshot();
+    /// let row = report.site("doc explicit_code").unwrap();
+    /// assert_eq!(row.explicit_code(code::INJECTED), 5); // the default budget
+    /// assert_eq!(row.explicit_code(0x12), 0);
+    /// # Ok::<(), hytm::ConfigError>(())
+    /// ```
     pub fn explicit_code(&self, code: u8) -> u64 {
         match code.checked_sub(code::RESERVED_START) {
             Some(i) => self.explicit_runtime[usize::from(i)],
@@ -400,16 +488,61 @@ impl SiteStats {
     }
 
     /// Executions: hardware commits plus every fallback kind.
+    ///
+    /// ```
+    /// use hytm::{Site, TCell};
+    /// static COUNTER: Site = Site::new("doc executions");
+    /// let c = TCell::new(0);
+    /// for _ in 0..3 {
+    ///     COUNTER.atomic(|tx| {
+    ///         let v = tx.read(&c)?;
+    ///         tx.write(&c, v + 1)
+    ///     });
+    /// }
+    /// let report = hytm::stats::snapshot();
+    /// // Each call is counted once, on whichever path it ended.
+    /// assert_eq!(report.site("doc executions").unwrap().executions(), 3);
+    /// ```
     pub fn executions(&self) -> u64 {
         self.hw_commits + self.fallback_lock + self.stm_commits + self.serial
     }
 
     /// Aborts per hardware attempt, 0 when nothing was attempted.
+    ///
+    /// ```
+    /// use hytm::{rtm::AbortCause, Config, Policy, Site, TCell};
+    /// Config::new().inject(AbortCause::Conflict, 1.0).install()?;
+    /// static HW: Site = Site::new("doc abort_rate hw");
+    /// static SW: Site = Site::with_policy("doc abort_rate sw", Policy::DEFAULT.hardware(false));
+    /// let c = TCell::new(0);
+    /// HW.atomic(|tx| tx.read(&c));
+    /// SW.atomic(|tx| tx.read(&c));
+    /// let report = hytm::stats::snapshot();
+    /// assert_eq!(report.site("doc abort_rate hw").unwrap().abort_rate(), 1.0);
+    /// // No attempts: 0, not NaN.
+    /// assert_eq!(report.site("doc abort_rate sw").unwrap().abort_rate(), 0.0);
+    /// # Ok::<(), hytm::ConfigError>(())
+    /// ```
     pub fn abort_rate(&self) -> f64 {
         ratio(self.total_aborts(), self.attempts)
     }
 
     /// Share of executions that committed in hardware.
+    ///
+    /// ```
+    /// use hytm::{Mode, Site, TCell};
+    /// static READER: Site = Site::new("doc hw_commit_share");
+    /// let c = TCell::new(0);
+    /// for _ in 0..10 {
+    ///     READER.atomic(|tx| tx.read(&c));
+    /// }
+    /// let report = hytm::stats::snapshot();
+    /// let share = report.site("doc hw_commit_share").unwrap().hw_commit_share();
+    /// assert!((0.0..=1.0).contains(&share));
+    /// if hytm::mode() == Mode::Fallback {
+    ///     assert_eq!(share, 0.0);
+    /// }
+    /// ```
     pub fn hw_commit_share(&self) -> f64 {
         ratio(self.hw_commits, self.executions())
     }
@@ -445,6 +578,17 @@ fn ratio(a: u64, b: u64) -> f64 {
 }
 
 /// All sites' statistics at one moment; see [`snapshot`].
+///
+/// ```
+/// use hytm::{Site, TCell};
+/// static TRANSFER: Site = Site::new("doc Report");
+/// let c = TCell::new(0);
+/// TRANSFER.atomic(|tx| tx.read(&c));
+/// let report = hytm::stats::snapshot();
+/// assert!(report.sites.iter().any(|row| row.name == "doc Report"));
+/// // Display prints the aligned table, one line per row.
+/// assert!(report.to_string().contains("doc Report"));
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Report {
     /// One row per site that counted anything.
@@ -453,11 +597,35 @@ pub struct Report {
 
 impl Report {
     /// The row of the site with this name, if it counted anything.
+    ///
+    /// ```
+    /// use hytm::{Site, TCell};
+    /// static USED: Site = Site::new("doc site used");
+    /// let c = TCell::new(0);
+    /// USED.atomic(|tx| tx.read(&c));
+    /// let report = hytm::stats::snapshot();
+    /// assert_eq!(report.site("doc site used").map(|row| row.executions()), Some(1));
+    /// // A name that never counted anything has no row.
+    /// assert!(report.site("doc site unused").is_none());
+    /// ```
     pub fn site(&self, name: &str) -> Option<&SiteStats> {
         self.sites.iter().find(|s| s.name == name)
     }
 
     /// All rows added up.
+    ///
+    /// ```
+    /// use hytm::{Site, TCell};
+    /// static A: Site = Site::new("doc total a");
+    /// static B: Site = Site::new("doc total b");
+    /// let c = TCell::new(0);
+    /// A.atomic(|tx| tx.read(&c));
+    /// B.atomic(|tx| tx.read(&c));
+    /// let report = hytm::stats::snapshot();
+    /// let total = report.total();
+    /// assert_eq!(total.executions(), report.sites.iter().map(|s| s.executions()).sum::<u64>());
+    /// assert!(total.executions() >= 2);
+    /// ```
     pub fn total(&self) -> SiteStats {
         let mut t = SiteStats::from_counters("total".into(), SiteKind::Atomic, &[0; idx::LEN]);
         for s in &self.sites {
