@@ -609,34 +609,11 @@ impl Site {
         };
         match attempt::begin(rt, hw_policy, site, subscribe, wait) {
             Ok(entered) => {
-                let rtm = entered.rtm;
-                let mut tx = Tx {
-                    path: Path::Hardware {
-                        rtm,
-                        sw_seen: sw_seen.get(),
-                        wrote: false,
-                    },
-                    want_serial: false,
-                    irrevocable: false,
-                    _not_send: PhantomData,
-                };
-                let abort_on_unwind = AbortOnUnwind(rtm);
-                let r = body(&mut tx);
-                std::mem::forget(abort_on_unwind);
-                match r {
-                    Ok(v) => {
-                        commit_hardware(&tx, entered);
-                        stats::count(site, Outcome::HardwareCommit);
-                        self.adaptive.record(true);
-                        Ok(Ok(v))
-                    }
-                    // A body that restarts or cancels in hardware: roll back
-                    // and let the software path give the definitive answer.
-                    Err(_) => {
-                        rtm.abort::<{ code::CANCELLED }>();
-                        unreachable!("xabort returned inside a transaction")
-                    }
-                }
+                let (tx, v) = run_body_in_hardware(entered.rtm, sw_seen.get(), body);
+                commit_hardware(&tx, entered);
+                stats::count(site, Outcome::HardwareCommit);
+                self.adaptive.record(true);
+                Ok(Ok(v))
             }
             Err((exec, why)) => {
                 exec.commit_to(site);
@@ -710,7 +687,21 @@ fn run_nested_hardware<'env, R, E>(
     rtm: Rtm,
     body: &mut impl FnMut(&mut Tx<'env>) -> Result<R, TxError<E>>,
 ) -> Result<R, E> {
-    let sw_seen = subscribe_hybrid(rtm);
+    let (tx, v) = run_body_in_hardware(rtm, subscribe_hybrid(rtm), body);
+    publish_hardware_writes(&tx);
+    Ok(v)
+}
+
+/// Runs the body inside the hardware transaction the caller is in, and
+/// returns its value with the `Tx` (which knows whether it wrote). A body
+/// that unwinds, restarts or cancels never returns here: the transaction
+/// rolls back and the software path gives the definitive answer.
+#[inline(always)]
+fn run_body_in_hardware<'env, R, E>(
+    rtm: Rtm,
+    sw_seen: bool,
+    body: &mut impl FnMut(&mut Tx<'env>) -> Result<R, TxError<E>>,
+) -> (Tx<'env>, R) {
     let mut tx = Tx {
         path: Path::Hardware {
             rtm,
@@ -721,14 +712,11 @@ fn run_nested_hardware<'env, R, E>(
         irrevocable: false,
         _not_send: PhantomData,
     };
-    let guard = AbortOnUnwind(rtm);
+    let abort_on_unwind = AbortOnUnwind(rtm);
     let r = body(&mut tx);
-    std::mem::forget(guard);
+    std::mem::forget(abort_on_unwind);
     match r {
-        Ok(v) => {
-            publish_hardware_writes(&tx);
-            Ok(v)
-        }
+        Ok(v) => (tx, v),
         Err(_) => {
             rtm.abort::<{ code::CANCELLED }>();
             unreachable!("xabort returned inside a transaction")
