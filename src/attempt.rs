@@ -51,7 +51,7 @@ impl Entered {
     /// The transaction `begin` returned inside must still be active.
     #[inline(always)]
     pub unsafe fn end(self) {
-        if self.rollback {
+        if self.rollback && rollback_possible() {
             self.rtm.abort::<{ code::ROLLBACK }>();
         }
         // SAFETY: the caller guarantees the transaction is active.
@@ -59,8 +59,25 @@ impl Entered {
     }
 }
 
+/// Whether an abort at the end of the body can still undo all of it: always
+/// on hardware; under the HTM model, not after an elided section wrote in
+/// place (the model cannot undo plain memory), so injected rollbacks are
+/// skipped there.
+#[inline(always)]
+fn rollback_possible() -> bool {
+    #[cfg(hytm_model)]
+    {
+        hytm_fallback::model::can_roll_back()
+    }
+    #[cfg(not(hytm_model))]
+    {
+        true
+    }
+}
+
 /// Runs hardware attempts until one is inside a transaction that passed
-/// `subscribe`, or the policy gives up.
+/// `subscribe`, or the policy gives up; the transaction stays open (an
+/// elided section runs in the caller's frame and ends it at release).
 ///
 /// `subscribe` runs right after `xbegin` and must abort (with an explicit
 /// code) if the protected resource is busy. `wait` runs on
@@ -81,22 +98,45 @@ pub(crate) fn begin(
     subscribe: impl Fn(Rtm),
     wait: impl Fn() -> bool,
 ) -> Result<Entered, (Execution, GaveUp)> {
+    run(rt, policy, site, wait, |entered| {
+        subscribe(entered.rtm);
+        entered
+    })
+}
+
+/// Runs hardware attempts of `inside` until one returns inside its
+/// transaction, or the policy gives up. `inside` runs right after `xbegin`:
+/// it subscribes, and may run a whole body and commit (`atomic`) or return
+/// with the transaction open (an elided section, through [`begin`]).
+///
+/// An abort anywhere in `inside` comes back here with its status: on
+/// hardware by resuming at `xbegin`, under the HTM model by unwinding.
+///
+/// On `Err`, as for [`begin`].
+#[inline]
+#[allow(clippy::result_large_err)]
+pub(crate) fn run<R>(
+    rt: &Runtime,
+    policy: &Policy,
+    site: SiteId,
+    wait: impl Fn() -> bool,
+    mut inside: impl FnMut(Entered) -> R,
+) -> Result<R, (Execution, GaveUp)> {
     let mut exec = Execution::default();
     let mut history = History::default();
     loop {
         let status = match next_attempt(rt, &mut exec, site) {
-            Attempt::Hardware(rtm, rollback) => match rtm.begin() {
-                Ok(()) => {
-                    subscribe(rtm);
-                    return Ok(Entered { rtm, rollback });
-                }
-                Err(status) => {
-                    if status.explicit_code() == Some(code::ROLLBACK) {
-                        exec.rollbacks += 1;
+            Attempt::Hardware(rtm, rollback) => {
+                match rtm.begin_scoped(|| inside(Entered { rtm, rollback })) {
+                    Ok(r) => return Ok(r),
+                    Err(status) => {
+                        if status.explicit_code() == Some(code::ROLLBACK) {
+                            exec.rollbacks += 1;
+                        }
+                        status
                     }
-                    status
                 }
-            },
+            }
             Attempt::Injected(status) => status,
             Attempt::Unavailable => return Err((exec, GaveUp::NoHardware)),
         };

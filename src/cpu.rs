@@ -275,6 +275,9 @@ pub enum Verdict {
     Denylisted(&'static str),
     /// The live probe committed too few transactions.
     ProbeFailed,
+    /// This build runs RTM on the HTM model (`--cfg hytm_model`): usable on
+    /// every CPU, and no real transaction runs.
+    Model,
 }
 
 /// The result of HTM detection: CPU facts, the probe and the verdict.
@@ -296,6 +299,16 @@ impl HtmInfo {
     /// Prefer [`htm`], which does this once per process.
     pub fn detect() -> HtmInfo {
         let cpu = CpuFacts::read();
+        if crate::rtm::MODEL {
+            // SAFETY: under the model the instructions are simulated; they
+            // run on every CPU.
+            let rtm = unsafe { Rtm::new_unchecked() };
+            return HtmInfo {
+                cpu,
+                probe: Some(ProbeResult::run(rtm)),
+                verdict: Verdict::Model,
+            };
+        }
         let verdict = Self::cpuid_verdict(&cpu);
         if verdict != Verdict::Usable {
             return HtmInfo {
@@ -348,7 +361,7 @@ impl HtmInfo {
 
     /// Whether hardware transactions can run here.
     pub fn usable(&self) -> bool {
-        self.verdict == Verdict::Usable
+        matches!(self.verdict, Verdict::Usable | Verdict::Model)
     }
 
     /// The verdict.
@@ -360,6 +373,9 @@ impl HtmInfo {
     pub fn reason(&self) -> String {
         match &self.verdict {
             Verdict::Usable => "RTM usable".to_string(),
+            Verdict::Model => {
+                "HTM model (built with --cfg hytm_model): RTM simulated in software, no real transaction runs".to_string()
+            }
             Verdict::NotX86_64 if cfg!(target_arch = "x86_64") => {
                 "RTM instructions compiled out (Miri or loom build)".to_string()
             }
@@ -467,7 +483,7 @@ mod tests {
         if info.usable() {
             let p = info.probe().expect("usable implies probed");
             assert!(p.passed());
-            assert!(info.cpu().rtm);
+            assert!(info.cpu().rtm || crate::rtm::MODEL);
         } else {
             println!("skip: RTM not usable here: {}", info.reason());
         }

@@ -8,6 +8,12 @@
 //! token cannot be constructed, so every caller compiles everywhere and the
 //! hardware path is simply never taken.
 //!
+//! Builds with `RUSTFLAGS="--cfg hytm_model"` get the third backend, the
+//! HTM model: the same token and instructions, simulated in software on any
+//! CPU, so that the hardware paths run (and their tests fail when they are
+//! wrong) on machines without TSX. See [`model`] for what it models and
+//! what it cannot show. [`MODEL`] tells which backend a build has.
+//!
 //! [`AbortStatus`] decodes the status `xbegin` reports after an abort; it is
 //! plain data and available on every target.
 
@@ -535,6 +541,77 @@ impl Rtm {
         }
     }
 
+    /// Runs `f` as one transaction: `xbegin`, `f`, `xend`. Returns `f`'s
+    /// value if the transaction committed, the abort status if it aborted
+    /// (then nothing `f` wrote remains, and `f` may have run partly).
+    ///
+    /// This is the form to prefer over [`Rtm::begin`]/[`Rtm::end`]: it is
+    /// the only one the HTM model ([`MODEL`]) can run, since the model
+    /// delivers an abort by unwinding to this call instead of resuming at
+    /// `xbegin`.
+    ///
+    /// # Errors
+    ///
+    /// The abort status.
+    ///
+    /// ```
+    /// use hytm::rtm::Rtm;
+    /// if let Some(rtm) = Rtm::get() {
+    ///     let r = rtm.transaction(|| {
+    ///         assert!(rtm.test());
+    ///         rtm.abort::<0x42>();
+    ///         7
+    ///     });
+    ///     // An interrupt may abort it first, with another status.
+    ///     assert!(r.is_err());
+    ///     assert_eq!(rtm.transaction(|| 7).unwrap_or(7), 7);
+    /// }
+    /// ```
+    #[inline(always)]
+    pub fn transaction<R>(self, f: impl FnOnce() -> R) -> Result<R, AbortStatus> {
+        self.begin_scoped(|| {
+            let r = f();
+            // SAFETY: `begin_scoped` runs `f` inside the level it opened,
+            // and an abort would not have returned here.
+            unsafe { self.end() };
+            r
+        })
+    }
+
+    /// `xbegin`, then `f` inside the transaction, which stays open when
+    /// `f` returns (the caller ends it). On hardware an abort resumes at
+    /// the `xbegin` here; under the model it unwinds to here. Either way
+    /// the result is `Err(status)`.
+    #[inline(always)]
+    pub(crate) fn begin_scoped<R>(self, f: impl FnOnce() -> R) -> Result<R, AbortStatus> {
+        #[cfg(hytm_model)]
+        {
+            imp::begin_model();
+            hytm_fallback::model::catch(hytm_fallback::model::Frame::Attempt, f)
+                .map_err(AbortStatus)
+        }
+        #[cfg(not(hytm_model))]
+        match self.begin() {
+            Ok(()) => Ok(f()),
+            Err(status) => Err(status),
+        }
+    }
+
+    /// Runs `f`, a flat-nested `atomic` inside the caller's transaction.
+    /// On hardware it is just `Ok(f())`: an abort goes to the outermost
+    /// `xbegin`. Under the model it is `Err(status)` when the enclosing
+    /// elided section was promoted by an abort inside `f` (the transaction
+    /// is over and `f` must rerun outside it).
+    #[inline(always)]
+    pub(crate) fn catch_nested<R>(self, f: impl FnOnce() -> R) -> Result<R, AbortStatus> {
+        #[cfg(hytm_model)]
+        {
+            hytm_fallback::model::catch(hytm_fallback::model::Frame::Nested, f).map_err(AbortStatus)
+        }
+        #[cfg(not(hytm_model))]
+        Ok(f())
+    }
+
     /// `xend`: commits the innermost transaction (the outermost commits to
     /// memory).
     ///
@@ -665,7 +742,106 @@ impl Rtm {
     }
 }
 
-#[cfg(hytm_rtm)]
+/// Whether this build runs RTM on the HTM model (`--cfg hytm_model`)
+/// instead of the CPU's instructions.
+///
+/// ```
+/// if hytm::rtm::MODEL {
+///     assert!(hytm::htm().usable()); // the model is usable on every CPU
+/// }
+/// ```
+pub const MODEL: bool = cfg!(hytm_model);
+
+/// The HTM model's settings (`--cfg hytm_model` builds only).
+///
+/// The model runs hytm's hardware paths on any CPU: status words as the
+/// SDM encodes them, flat nesting up to 7 levels, `TCell` accesses logged,
+/// buffered and revalidated on every operation, commits written back
+/// atomically, strong isolation against the software path, capacity in
+/// distinct 64-byte lines. Elided sections are isolated from each other and
+/// from real lock holders by a model-wide lock; an abort delivered inside
+/// one promotes it to its real locks. It cannot show real capacity,
+/// status-0 aborts (interrupts, faults, system calls) or timing.
+#[cfg(hytm_model)]
+pub mod model {
+    /// Sets the model's capacity in distinct 64-byte lines of transactional
+    /// words: `(read, write)`; 2,000 and 768 by default. Process-wide.
+    ///
+    /// ```
+    /// let before = hytm::rtm::model::capacity();
+    /// hytm::rtm::model::set_capacity(10, 4);
+    /// assert_eq!(hytm::rtm::model::capacity(), (10, 4));
+    /// hytm::rtm::model::set_capacity(before.0, before.1);
+    /// ```
+    pub fn set_capacity(read_lines: usize, write_lines: usize) {
+        hytm_fallback::model::set_capacity(read_lines, write_lines);
+    }
+
+    /// The model's capacity: `(read, write)` lines.
+    pub fn capacity() -> (usize, usize) {
+        hytm_fallback::model::capacity()
+    }
+}
+
+/// The HTM model backend: the instructions as calls into the model.
+#[cfg(hytm_model)]
+mod imp {
+    use hytm_fallback::model;
+
+    pub const STARTED: u32 = u32::MAX;
+
+    #[derive(Clone, Copy, Debug)]
+    pub struct Proof;
+
+    impl Proof {
+        #[inline(always)]
+        pub fn new() -> Self {
+            Proof
+        }
+    }
+
+    pub fn begin_model() {
+        model::begin();
+    }
+
+    /// # Safety
+    /// None under the model; kept `unsafe` like the hardware backend.
+    /// An abort does not come back here: it unwinds to the innermost
+    /// catch frame ([`super::Rtm::transaction`] and the runtime's attempt
+    /// loops).
+    pub unsafe fn xbegin() -> u32 {
+        model::begin();
+        STARTED
+    }
+
+    /// # Safety
+    /// Inside a transaction (the model panics otherwise, as `#GP`).
+    pub unsafe fn xend() {
+        model::end();
+    }
+
+    /// # Safety
+    /// None under the model.
+    pub unsafe fn xabort<const CODE: u8>() {
+        model::abort(((CODE as u32) << 24) | model::status::EXPLICIT);
+    }
+
+    /// # Safety
+    /// None under the model.
+    pub unsafe fn xtest() -> bool {
+        model::test()
+    }
+
+    /// # Safety
+    /// None under the model: load tracking is not modelled.
+    pub unsafe fn xsusldtrk() {}
+
+    /// # Safety
+    /// As above.
+    pub unsafe fn xresldtrk() {}
+}
+
+#[cfg(all(hytm_rtm, not(hytm_model)))]
 mod imp {
     use core::arch::asm;
 
@@ -750,7 +926,7 @@ mod imp {
 }
 
 /// The portable stub: no token can exist, so nothing here ever runs.
-#[cfg(not(hytm_rtm))]
+#[cfg(not(any(hytm_rtm, hytm_model)))]
 mod imp {
     pub const STARTED: u32 = u32::MAX;
 

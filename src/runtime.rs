@@ -546,6 +546,11 @@ impl Runtime {
                 format!("requested by {}", config.mode_setting),
             ),
             Mode::Auto => match detected() {
+                Ok(rtm) if crate::rtm::MODEL => (
+                    Some(rtm),
+                    Mode::Hardware,
+                    "model: the HTM model, built with --cfg hytm_model".into(),
+                ),
                 Ok(rtm) => (Some(rtm), Mode::Hardware, "auto: RTM usable".into()),
                 Err(why) => (None, Mode::Fallback, format!("auto: {why}")),
             },

@@ -14,9 +14,9 @@
 use std::cell::{Cell, UnsafeCell};
 use std::fmt;
 use std::marker::PhantomData;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, Ordering};
 
-use hytm_fallback::{Globals, Restart, SerialTx, SoftTx};
+use hytm_fallback::{AtomicU64, Globals, Restart, SerialTx, SoftTx};
 
 use crate::attempt::{self, AdaptiveWord, Entered, GaveUp};
 use crate::policy::{FallbackKind, Policy};
@@ -159,6 +159,13 @@ impl<T: Word> TCell<T> {
     /// ```
     #[inline]
     pub fn load(&self) -> T {
+        #[cfg(hytm_model)]
+        if hytm_fallback::model::test() {
+            // Inside a model transaction the load is transactional, hence
+            // consistent; waiting for an even `seq` there could wait on a
+            // serial transaction that the model lock keeps from finishing.
+            return T::from_bits(self.word.load(Ordering::Relaxed));
+        }
         let seq = GLOBALS.seq();
         let backoff = crossbeam_utils::Backoff::new();
         loop {
@@ -533,14 +540,23 @@ impl Site {
         let mut serial_first = false;
         if rt.hardware_path && policy.uses_hardware() {
             if let Some(rtm) = rt.rtm {
+                if rtm.test() && SoftwareScope::active() {
+                    // In an elided section inside a software body: roll the
+                    // section back; rerun under its lock, this call then
+                    // reports the nesting.
+                    rtm.abort::<{ code::NEEDS_SERIAL }>();
+                }
+                // (Tested again: under the HTM model that abort promotes
+                // the section and returns.)
                 if rtm.test() {
-                    if SoftwareScope::active() {
-                        // In an elided section inside a software body: roll
-                        // the section back; rerun under its lock, this call
-                        // then reports the nesting.
-                        rtm.abort::<{ code::NEEDS_SERIAL }>();
+                    // On hardware this is always `Ok`. Under the HTM model
+                    // an abort inside the body may instead promote the
+                    // enclosing elided section to its real locks: the
+                    // transaction is over, and the body reruns below as an
+                    // ordinary, outermost `atomic`.
+                    if let Ok(r) = rtm.catch_nested(|| run_nested_hardware(rtm, &mut body)) {
+                        return r;
                     }
-                    return run_nested_hardware(rtm, &mut body);
                 }
             }
             SoftwareScope::check_not_nested();
@@ -593,8 +609,6 @@ impl Site {
         } else {
             policy
         };
-        let sw_seen = Cell::new(false);
-        let subscribe = |rtm: Rtm| sw_seen.set(subscribe_hybrid(rtm));
         let wait = || {
             let backoff = crossbeam_utils::Backoff::new();
             // Relaxed: only a hint of when to retry; the transaction's own
@@ -607,10 +621,16 @@ impl Site {
             }
             true
         };
-        match attempt::begin(rt, hw_policy, site, subscribe, wait) {
-            Ok(entered) => {
-                let (tx, v) = run_body_in_hardware(entered.rtm, sw_seen.get(), body);
-                commit_hardware(&tx, entered);
+        // The whole body runs inside the attempt: an abort anywhere in it
+        // comes back to the attempt loop with its status.
+        let inside = |entered: Entered| {
+            let sw_seen = subscribe_hybrid(entered.rtm);
+            let (tx, v) = run_body_in_hardware(entered.rtm, sw_seen, body);
+            commit_hardware(&tx, entered);
+            v
+        };
+        match attempt::run(rt, hw_policy, site, wait, inside) {
+            Ok(v) => {
                 stats::count(site, Outcome::HardwareCommit);
                 self.adaptive.record(true);
                 Ok(Ok(v))

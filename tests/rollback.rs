@@ -218,6 +218,12 @@ fn hardware_rollbacks_and_elided_sections() {
     let hw = report.site("rollback-hw").expect("row");
     for row in [mutex, hw] {
         assert!(row.hw_commits > 0, "{row:?}");
+        if hytm::rtm::MODEL && row.name == "rollback-mutex" {
+            // The HTM model cannot undo a section's in-place writes, so it
+            // never picks a section for an injected rollback.
+            assert_eq!(row.rollbacks, 0, "{row:?}");
+            continue;
+        }
         assert!(row.rollbacks > row.hw_commits / 4, "{row:?}");
     }
 

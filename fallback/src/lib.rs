@@ -80,6 +80,12 @@ mod norec;
 mod serial;
 mod sync;
 
+/// The HTM model's core (`--cfg hytm_model` only); `hytm::rtm` is its
+/// public face. Not for direct use.
+#[cfg(hytm_model)]
+#[doc(hidden)]
+pub mod model;
+
 pub use globals::Globals;
 pub use norec::{Restart, SoftTx};
 pub use serial::SerialTx;

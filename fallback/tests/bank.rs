@@ -6,8 +6,9 @@
 mod common;
 
 use common::{atomically, iters, serially, Rng};
+use hytm_fallback::AtomicU64;
 use hytm_fallback::Globals;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::Relaxed};
 
 const ACCOUNTS: usize = 64;
 const INITIAL: u64 = 1000;

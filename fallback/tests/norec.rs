@@ -3,9 +3,10 @@
 
 mod common;
 
+use hytm_fallback::AtomicU64;
 use hytm_fallback::{Globals, Restart, SerialTx, SoftTx};
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::Ordering::Relaxed;
 
 fn seq(g: &Globals) -> u64 {
     g.seq().load(Relaxed)

@@ -5,9 +5,10 @@
 mod common;
 
 use common::iters;
+use hytm_fallback::AtomicU64;
 use hytm_fallback::{Globals, SerialTx, SoftTx};
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::time::Duration;
 
 fn seq(g: &Globals) -> u64 {

@@ -15,6 +15,7 @@ mod rwlock;
 pub use mutex::{ElidedMutex, ElidedMutexGuard, RawElidedMutex};
 pub use rwlock::{ElidedRwLock, ElidedRwLockReadGuard, ElidedRwLockWriteGuard, RawElidedRwLock};
 
+use std::any::Any;
 use std::cell::Cell;
 use std::marker::PhantomData;
 
@@ -113,10 +114,11 @@ impl Elision {
         key: Held,
         busy: impl Fn() -> bool,
         nesting: Nesting,
+        take: TakeForModel,
     ) -> Entering {
         if let Some(rtm) = rt.rtm {
             if rtm.test() {
-                return self.enter_nested(rtm, key, busy, nesting);
+                return self.enter_nested(rtm, key, busy, nesting, take);
             }
         }
         let policy = self.policy(rt);
@@ -127,10 +129,12 @@ impl Elision {
             return Entering::Lock(Some((Execution::default(), GaveUp::Skipped)));
         }
         let subscribe = |rtm: Rtm| {
+            model::isolate();
             if busy() {
                 rtm.abort::<{ code::LOCK_BUSY }>();
             }
             held::push(key);
+            model::enter_section(key, take);
         };
         let wait = || {
             if nesting == Nesting::Try {
@@ -160,7 +164,9 @@ impl Elision {
         key: Held,
         busy: impl Fn() -> bool,
         nesting: Nesting,
+        take: TakeForModel,
     ) -> Entering {
+        model::isolate();
         let unavailable = busy() || held::conflicts(key);
         match (unavailable, nesting) {
             (false, _) => {
@@ -169,6 +175,7 @@ impl Elision {
                 match rtm.begin() {
                     Ok(()) => {
                         held::push(key);
+                        model::enter_section(key, take);
                         // Injected rollbacks belong to the outermost level.
                         Entering::Transaction(Entered {
                             rtm,
@@ -214,7 +221,7 @@ impl Elision {
     // to inline, which cost the fallback path 13 instructions per section
     // (hash map under the lock: 0.66x parking_lot, measured).
     #[inline(never)]
-    fn exit(&self, entered: Entered, key: Held) {
+    fn exit(&self, entered: Entered, key: Held) -> model::Exited {
         let rtm = entered.rtm;
         if std::thread::panicking() {
             // Never commit a section that is unwinding: roll it back, and the
@@ -223,6 +230,12 @@ impl Elision {
             rtm.abort::<{ code::PANIC }>();
         }
         held::remove(key);
+        #[cfg(hytm_model)]
+        if let Some(guard) = hytm_fallback::model::exit_section(key.0) {
+            // Promoted by an abort the model could not roll back: the
+            // section ran under the real lock, which the caller releases.
+            return Some(guard);
+        }
         // SAFETY: this guard entered through a transaction that is still
         // active: an abort would have resumed at its `xbegin` instead.
         unsafe { entered.end() };
@@ -230,6 +243,8 @@ impl Elision {
             stats::count(self.site, Outcome::HardwareCommit);
             self.adaptive.record(true);
         }
+        #[cfg(hytm_model)]
+        return None;
     }
 }
 
@@ -322,18 +337,20 @@ fn acquire<G>(
     key: Held,
     busy: impl Fn() -> bool,
     lock: impl FnOnce() -> G,
+    try_lock: impl Fn() -> Option<G>,
+    take: TakeForModel,
 ) -> GuardState<G> {
     let rt = runtime();
     // A section entered while unwinding would abort at its end (see
     // `Elision::exit`): take the real lock directly.
     if rt.hardware_path && !std::thread::panicking() {
-        match elision.enter(rt, key, busy, Nesting::Blocking) {
+        match elision.enter(rt, key, &busy, Nesting::Blocking, take) {
             Entering::Transaction(entered) => return GuardState::transaction(entered),
             Entering::Lock(Some(gave_up)) => elision.fell_back(gave_up, true),
             Entering::Lock(None) | Entering::Unavailable => {}
         }
     }
-    GuardState::locked(lock())
+    GuardState::locked(model::lock_real(rt, busy, lock, try_lock))
 }
 
 /// Enters a section without blocking.
@@ -342,14 +359,15 @@ fn try_acquire<G>(
     elision: &Elision,
     key: Held,
     busy: impl Fn() -> bool,
-    try_lock: impl FnOnce() -> Option<G>,
+    try_lock: impl Fn() -> Option<G>,
+    take: TakeForModel,
 ) -> Option<GuardState<G>> {
     let rt = runtime();
     if rt.hardware_path && !std::thread::panicking() {
-        match elision.enter(rt, key, busy, Nesting::Try) {
+        match elision.enter(rt, key, busy, Nesting::Try, take) {
             Entering::Transaction(entered) => return Some(GuardState::transaction(entered)),
             Entering::Lock(Some(gave_up)) => {
-                let g = try_lock();
+                let g = model::try_lock_real(rt, try_lock);
                 elision.fell_back(gave_up, g.is_some());
                 return g.map(GuardState::locked);
             }
@@ -357,14 +375,101 @@ fn try_acquire<G>(
             Entering::Unavailable => return None,
         }
     }
-    try_lock().map(GuardState::locked)
+    model::try_lock_real(rt, try_lock).map(GuardState::locked)
 }
 
 /// Leaves a section the way it was entered.
 #[inline]
-fn release<G>(elision: &Elision, key: Held, state: GuardState<G>, unlock: impl FnOnce(G)) {
+fn release<G: 'static>(elision: &Elision, key: Held, state: GuardState<G>, unlock: impl FnOnce(G)) {
     match state.entry {
+        #[cfg(not(hytm_model))]
         Entry::Transaction(rtm) => elision.exit(rtm, key),
+        #[cfg(hytm_model)]
+        Entry::Transaction(rtm) => {
+            if let Some(guard) = elision.exit(rtm, key) {
+                match guard.downcast::<G>() {
+                    Ok(g) => unlock(*g),
+                    Err(_) => {
+                        unreachable!("hytm model: a promoted section's guard has its lock's type")
+                    }
+                }
+            }
+        }
         Entry::Locked(g) => unlock(g),
+    }
+}
+
+/// How the HTM model takes a section's real lock when it promotes it: the
+/// section's key (its lock's address and access kind) to the real guard.
+/// Each raw lock supplies one; normal builds never call it.
+type TakeForModel = unsafe fn(usize) -> Box<dyn Any>;
+
+/// The elided locks' seams with the HTM model (`--cfg hytm_model`); in
+/// normal builds every function here is the plain operation or nothing.
+mod model {
+    use super::*;
+
+    /// What [`Elision::exit`] hands back: under the model, the real guard
+    /// of a promoted section.
+    #[cfg(hytm_model)]
+    pub(super) type Exited = Option<Box<dyn Any>>;
+    #[cfg(not(hytm_model))]
+    pub(super) type Exited = ();
+
+    /// Before a section reads its lock word: under the model the
+    /// transaction holds the model lock from here to its end, so no real
+    /// acquisition can slip between the check and the section.
+    #[inline(always)]
+    pub(super) fn isolate() {
+        #[cfg(hytm_model)]
+        hytm_fallback::model::isolate();
+    }
+
+    /// After a section subscribed: the model may now have to promote it.
+    #[inline(always)]
+    pub(super) fn enter_section(key: Held, take: TakeForModel) {
+        #[cfg(hytm_model)]
+        hytm_fallback::model::enter_section(key.0, take);
+        #[cfg(not(hytm_model))]
+        let _ = (key, take);
+    }
+
+    /// A real (blocking) acquisition. Under the model, with a hardware
+    /// path, it happens under the model lock, so it never overlaps an
+    /// isolated section; it waits for the lock outside the model lock.
+    #[inline(always)]
+    pub(super) fn lock_real<G>(
+        rt: &Runtime,
+        busy: impl Fn() -> bool,
+        lock: impl FnOnce() -> G,
+        try_lock: impl Fn() -> Option<G>,
+    ) -> G {
+        #[cfg(hytm_model)]
+        if rt.rtm.is_some() {
+            let backoff = crossbeam_utils::Backoff::new();
+            loop {
+                if let Some(g) = hytm_fallback::model::with_lock(&try_lock) {
+                    return g;
+                }
+                while busy() {
+                    backoff.snooze();
+                }
+            }
+        }
+        #[cfg(not(hytm_model))]
+        let _ = (rt, busy, try_lock);
+        lock()
+    }
+
+    /// A real `try_lock`, under the model lock under the model.
+    #[inline(always)]
+    pub(super) fn try_lock_real<G>(rt: &Runtime, try_lock: impl Fn() -> Option<G>) -> Option<G> {
+        #[cfg(hytm_model)]
+        if rt.rtm.is_some() {
+            return hytm_fallback::model::with_lock(try_lock);
+        }
+        #[cfg(not(hytm_model))]
+        let _ = rt;
+        try_lock()
     }
 }

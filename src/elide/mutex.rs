@@ -22,6 +22,22 @@ impl RawElidedMutex {
     fn key(&self) -> Held {
         Held::new(self, true)
     }
+
+    /// The HTM model's promotion of a section of this lock: takes the real
+    /// lock, free because nobody acquires it while a section is isolated.
+    ///
+    /// # Safety
+    ///
+    /// `key` is [`RawElidedMutex::key`] of a lock that is still alive.
+    unsafe fn take_for_model(key: usize) -> Box<dyn std::any::Any> {
+        // SAFETY: the caller passes the key of a live lock, whose address
+        // is the key without its access bit.
+        let raw = unsafe { &*((key & !1) as *const RawElidedMutex) };
+        match raw.lock.try_lock() {
+            Some(g) => Box::new(g),
+            None => unreachable!("hytm model: an isolated section's lock was taken"),
+        }
+    }
 }
 
 impl fmt::Debug for RawElidedMutex {
@@ -53,6 +69,8 @@ unsafe impl lock_api::RawMutex for RawElidedMutex {
             self.key(),
             || self.lock.is_locked(),
             || self.lock.lock(),
+            || self.lock.try_lock(),
+            RawElidedMutex::take_for_model,
         )
     }
 
@@ -63,6 +81,7 @@ unsafe impl lock_api::RawMutex for RawElidedMutex {
             self.key(),
             || self.lock.is_locked(),
             || self.lock.try_lock(),
+            RawElidedMutex::take_for_model,
         )
     }
 

@@ -31,6 +31,34 @@ impl RawElidedRwLock {
     }
 }
 
+impl RawElidedRwLock {
+    /// The HTM model's promotion of a section of this lock: takes the real
+    /// lock, shared or exclusive as the key says (see
+    /// `RawElidedMutex::take_for_model`).
+    ///
+    /// # Safety
+    ///
+    /// `key` is the `Held` key of a section of a lock that is still alive.
+    unsafe fn take_for_model(key: usize) -> Box<dyn std::any::Any> {
+        // SAFETY: the caller passes the key of a live lock, whose address
+        // is the key without its access bit.
+        let raw = unsafe { &*((key & !1) as *const RawElidedRwLock) };
+        let taken: Option<Box<dyn std::any::Any>> = if key & 1 == 1 {
+            raw.lock
+                .try_lock_exclusive()
+                .map(|g| Box::new(g) as Box<dyn std::any::Any>)
+        } else {
+            raw.lock
+                .try_lock_shared()
+                .map(|g| Box::new(g) as Box<dyn std::any::Any>)
+        };
+        match taken {
+            Some(g) => g,
+            None => unreachable!("hytm model: an isolated section's lock was taken"),
+        }
+    }
+}
+
 impl fmt::Debug for RawElidedRwLock {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RawElidedRwLock")
@@ -59,6 +87,8 @@ unsafe impl lock_api::RawRwLock for RawElidedRwLock {
             Held::new(self, false),
             || self.lock.is_locked_exclusive(),
             || self.lock.lock_shared(),
+            || self.lock.try_lock_shared(),
+            RawElidedRwLock::take_for_model,
         )
     }
 
@@ -69,6 +99,7 @@ unsafe impl lock_api::RawRwLock for RawElidedRwLock {
             Held::new(self, false),
             || self.lock.is_locked_exclusive(),
             || self.lock.try_lock_shared(),
+            RawElidedRwLock::take_for_model,
         )
     }
 
@@ -87,6 +118,8 @@ unsafe impl lock_api::RawRwLock for RawElidedRwLock {
             Held::new(self, true),
             || self.lock.is_locked(),
             || self.lock.lock_exclusive(),
+            || self.lock.try_lock_exclusive(),
+            RawElidedRwLock::take_for_model,
         )
     }
 
@@ -97,6 +130,7 @@ unsafe impl lock_api::RawRwLock for RawElidedRwLock {
             Held::new(self, true),
             || self.lock.is_locked(),
             || self.lock.try_lock_exclusive(),
+            RawElidedRwLock::take_for_model,
         )
     }
 

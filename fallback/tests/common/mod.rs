@@ -3,8 +3,8 @@
 
 #![allow(dead_code)] // each test binary uses a different subset
 
+use hytm_fallback::AtomicU64;
 use hytm_fallback::{Globals, Restart, SerialTx, SoftTx};
-use std::sync::atomic::AtomicU64;
 
 /// The operations a transaction body needs, on either path.
 pub trait Ops<'env> {

@@ -1,0 +1,283 @@
+//! The HTM model itself (`RUSTFLAGS="--cfg hytm_model"`): status words,
+//! nesting, capacity, strong isolation against the software path, and the
+//! promotion of elided sections. In other builds every test prints a skip
+//! line: the hardware-path behaviour they check is exercised on real RTM by
+//! `tests/rtm.rs`, `tests/elide.rs` and `tests/tx.rs`.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Barrier};
+
+use hytm::rtm::{AbortStatus, Rtm};
+use hytm::{ElidedMutex, ElidedRwLock, TCell, TxError};
+
+fn model_or_skip(test: &str) -> Option<Rtm> {
+    if !hytm::rtm::MODEL {
+        println!("skip {test}: not an HTM model build (RUSTFLAGS=\"--cfg hytm_model\")");
+        return None;
+    }
+    if hytm::mode() != hytm::Mode::Hardware {
+        println!("skip {test}: mode {}", hytm::mode());
+        return None;
+    }
+    Some(Rtm::get().expect("the model is usable everywhere"))
+}
+
+#[test]
+fn the_model_reports_itself() {
+    let Some(_) = model_or_skip("the_model_reports_itself") else {
+        return;
+    };
+    assert_eq!(*hytm::htm().verdict(), hytm::Verdict::Model);
+    assert!(hytm::htm().reason().contains("HTM model"));
+    assert!(hytm::mode_reason().starts_with("model"));
+    let probe = hytm::htm().probe().expect("the probe runs on the model");
+    assert_eq!(probe.commits, probe.attempts);
+}
+
+#[test]
+fn explicit_aborts_carry_their_code_and_nested_ones_the_nested_bit() {
+    let Some(rtm) =
+        model_or_skip("explicit_aborts_carry_their_code_and_nested_ones_the_nested_bit")
+    else {
+        return;
+    };
+    let s = rtm.transaction(|| rtm.abort::<0x42>()).unwrap_err();
+    assert_eq!(s.raw(), 0x4200_0001);
+    let s = rtm
+        .transaction(|| {
+            let _ = rtm.transaction(|| rtm.abort::<0x43>());
+        })
+        .unwrap_err();
+    assert_eq!(s.raw(), 0x4300_0001 | AbortStatus::NESTED);
+    assert!(!rtm.test());
+    // xabort outside a transaction does nothing.
+    rtm.abort::<0x44>();
+}
+
+#[test]
+fn nesting_is_flat_and_eight_levels_abort() {
+    let Some(rtm) = model_or_skip("nesting_is_flat_and_eight_levels_abort") else {
+        return;
+    };
+    fn nest(rtm: Rtm, levels: u32) {
+        if levels > 0 {
+            rtm.transaction(|| nest(rtm, levels - 1)).unwrap();
+        }
+    }
+    // Seven levels commit (an inner level's end only counts down).
+    rtm.transaction(|| nest(rtm, 6)).unwrap();
+    let s = rtm
+        .transaction(|| nest(rtm, 7))
+        .expect_err("an eighth level must abort");
+    assert!(s.is_nested() && !s.is_explicit(), "{s:?}");
+}
+
+#[test]
+fn a_software_commit_aborts_a_reader_with_conflict() {
+    let Some(rtm) = model_or_skip("a_software_commit_aborts_a_reader_with_conflict") else {
+        return;
+    };
+    let cell = TCell::new(1u64);
+    let mut runs = 0;
+    let r = rtm.transaction(|| {
+        runs += 1;
+        // Inside a model transaction a TCell's load is transactional.
+        let before = cell.load();
+        std::thread::scope(|s| {
+            s.spawn(|| hytm::atomic_irrevocable(|tx| tx.write(&cell, 2).unwrap()));
+        });
+        // The serial writer's store hit our read set: the next operation
+        // revalidates and aborts, as a real conflict would.
+        (before, cell.load())
+    });
+    let s = r.expect_err("a transaction committed over a conflicting software write");
+    assert_eq!(s.raw(), AbortStatus::CONFLICT | AbortStatus::RETRY);
+    assert_eq!((runs, cell.load()), (1, 2));
+}
+
+#[test]
+fn buffered_writes_are_invisible_until_commit_and_gone_after_abort() {
+    let Some(rtm) =
+        model_or_skip("buffered_writes_are_invisible_until_commit_and_gone_after_abort")
+    else {
+        return;
+    };
+    let cell = Arc::new(TCell::new(7u64));
+    let seen_outside = AtomicBool::new(false);
+    let r = rtm.transaction(|| {
+        hytm::atomic(|tx| tx.write(&cell, 8));
+        assert_eq!(cell.load(), 8, "read-your-own-writes");
+        std::thread::scope(|s| {
+            s.spawn(|| seen_outside.store(cell.load() == 8, Ordering::Relaxed));
+        });
+        rtm.abort::<0x01>();
+    });
+    assert_eq!(r.unwrap_err().explicit_code(), Some(0x01));
+    assert!(
+        !seen_outside.load(Ordering::Relaxed),
+        "an uncommitted write leaked"
+    );
+    assert_eq!(cell.load(), 7, "an aborted write survived");
+    rtm.transaction(|| hytm::atomic(|tx| tx.write(&cell, 9)))
+        .unwrap();
+    assert_eq!(cell.load(), 9);
+}
+
+#[cfg(not(hytm_model))]
+#[test]
+fn capacity_counts_distinct_lines() {
+    println!("skip capacity_counts_distinct_lines: not an HTM model build");
+}
+
+#[cfg(hytm_model)]
+#[test]
+fn capacity_counts_distinct_lines() {
+    let Some(_) = model_or_skip("capacity_counts_distinct_lines") else {
+        return;
+    };
+    // Cells padded to a line each, so that lines are cells.
+    #[repr(align(64))]
+    struct Padded(TCell<u64>);
+    let cells: Vec<Padded> = (0..64).map(|_| Padded(TCell::new(0))).collect();
+    static BIG: hytm::Site =
+        hytm::Site::with_policy("model capacity", hytm::Policy::DEFAULT.adaptive(false));
+    let (read, write) = hytm::rtm::model::capacity();
+    assert_eq!((read, write), (2000, 768));
+    hytm::rtm::model::set_capacity(2000, 16);
+    BIG.atomic(|tx| {
+        for c in &cells {
+            let v = tx.read(&c.0)?;
+            tx.write(&c.0, v + 1)?;
+        }
+        Ok(())
+    });
+    hytm::rtm::model::set_capacity(read, write);
+    let report = hytm::stats::snapshot();
+    let row = report.site("model capacity").expect("row");
+    assert!(
+        row.aborts_of(hytm::rtm::AbortCause::Capacity) > 0,
+        "{row:?}"
+    );
+    assert_eq!(row.hw_commits, 0, "{row:?}");
+    assert!(cells.iter().all(|c| c.0.load() == 1));
+}
+
+#[test]
+fn an_abort_inside_an_elided_section_promotes_it_to_the_real_lock() {
+    let Some(rtm) = model_or_skip("an_abort_inside_an_elided_section_promotes_it_to_the_real_lock")
+    else {
+        return;
+    };
+    let m = ElidedMutex::new(0u64);
+    {
+        let mut g = m.lock();
+        assert!(rtm.test());
+        *g += 1;
+        rtm.abort::<0x10>();
+        // Promoted: out of the transaction, holding the real lock, and the
+        // write made before the abort is kept (it ran isolated).
+        assert!(!rtm.test());
+        assert!(m.is_locked());
+        *g += 1;
+    }
+    assert!(!m.is_locked());
+    assert_eq!(*m.lock(), 2);
+}
+
+#[test]
+fn promoted_and_transactional_sections_never_overlap() {
+    let Some(rtm) = model_or_skip("promoted_and_transactional_sections_never_overlap") else {
+        return;
+    };
+    const THREADS: usize = 2;
+    const ITERS: u64 = 3_000;
+    let m = Arc::new(ElidedMutex::new((0u64, 0u64)));
+    let rw = Arc::new(ElidedRwLock::new(0u64));
+    let barrier = Arc::new(Barrier::new(THREADS));
+    let threads: Vec<_> = (0..THREADS)
+        .map(|t| {
+            let (m, rw, barrier) = (Arc::clone(&m), Arc::clone(&rw), Arc::clone(&barrier));
+            std::thread::spawn(move || {
+                barrier.wait();
+                for i in 0..ITERS {
+                    let mut g = m.lock();
+                    // Two words that must move together: a section that
+                    // overlapped another would see them apart.
+                    assert_eq!(g.0, g.1, "two sections overlapped");
+                    g.0 += 1;
+                    if (i + t as u64) % 7 == 0 {
+                        rtm.abort::<0x10>(); // promote mid-section
+                    }
+                    g.1 += 1;
+                    drop(g);
+                    if i % 3 == 0 {
+                        *rw.write() += 1;
+                    } else {
+                        let r = rw.read();
+                        assert!(*r <= ITERS * THREADS as u64);
+                    }
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    let n = ITERS * THREADS as u64;
+    assert_eq!(*m.lock(), (n, n));
+    assert_eq!(*rw.read(), THREADS as u64 * ITERS.div_ceil(3));
+}
+
+#[test]
+fn a_cancelled_atomic_inside_an_elided_section_reruns_in_software() {
+    let Some(rtm) = model_or_skip("a_cancelled_atomic_inside_an_elided_section_reruns_in_software")
+    else {
+        return;
+    };
+    let m = ElidedMutex::new(0u64);
+    let cell = TCell::new(5i64);
+    let mut g = m.lock();
+    assert!(rtm.test());
+    *g += 1;
+    let r = hytm::try_atomic(|tx| {
+        let v = tx.read(&cell)?;
+        tx.write(&cell, v - 10)?;
+        if v < 10 {
+            return Err(TxError::Cancel("short"));
+        }
+        Ok(())
+    });
+    assert_eq!(r, Err("short"));
+    // The cancel's abort promoted the section; its atomic reran in software.
+    assert!(!rtm.test() && m.is_locked());
+    assert_eq!(cell.load(), 5);
+    *g += 1;
+    drop(g);
+    assert_eq!(*m.lock(), 2);
+    let r = hytm::try_atomic::<_, &str>(|tx| {
+        let v = tx.read(&cell)?;
+        tx.write(&cell, v + 1)?;
+        Ok(())
+    });
+    assert_eq!((r, cell.load()), (Ok(()), 6));
+}
+
+#[test]
+fn a_panicking_section_is_promoted_and_releases_its_lock() {
+    let Some(_) = model_or_skip("a_panicking_section_is_promoted_and_releases_its_lock") else {
+        return;
+    };
+    let m = Arc::new(ElidedMutex::new(0u64));
+    let m2 = Arc::clone(&m);
+    let r = std::thread::spawn(move || {
+        std::panic::set_hook(Box::new(|_| {}));
+        let mut g = m2.lock();
+        *g += 1;
+        panic!("in the section");
+    })
+    .join();
+    assert!(r.is_err());
+    assert!(!m.is_locked());
+    assert_eq!(*m.lock(), 1);
+    assert!(!hytm::in_transaction());
+}
