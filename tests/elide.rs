@@ -280,3 +280,34 @@ fn std_like_api() {
     send_sync::<ElidedMutex<Vec<u8>>>();
     send_sync::<ElidedRwLock<Vec<u8>>>();
 }
+
+#[test]
+fn a_section_never_runs_beside_a_real_holder() {
+    // The holder takes the real lock (a user abort code falls back at once;
+    // under the HTM model it promotes the section), breaks the invariant
+    // and keeps it broken for a while; a section begun meanwhile must see
+    // the lock word held and wait, on every path.
+    let m = Arc::new(ElidedMutex::new((0u64, 0u64)));
+    let held = Arc::new(Barrier::new(2));
+    let holder = {
+        let (m, held) = (Arc::clone(&m), Arc::clone(&held));
+        std::thread::spawn(move || {
+            let mut g = m.lock();
+            if let Some(rtm) = hytm::rtm::Rtm::get() {
+                rtm.abort::<0x01>();
+            }
+            assert!(!hytm::in_transaction());
+            g.0 += 1;
+            held.wait();
+            std::thread::sleep(Duration::from_millis(30));
+            g.1 += 1;
+        })
+    };
+    held.wait();
+    for _ in 0..100 {
+        let g = m.lock();
+        assert_eq!(g.0, g.1, "a section ran beside the real holder");
+    }
+    holder.join().unwrap();
+    assert_eq!(*m.lock(), (1, 1));
+}
