@@ -549,7 +549,7 @@ impl Runtime {
                 Ok(rtm) if crate::rtm::MODEL => (
                     Some(rtm),
                     Mode::Hardware,
-                    "model: the HTM model, built with --cfg hytm_model".into(),
+                    "HTM model, --cfg hytm_model".into(),
                 ),
                 Ok(rtm) => (Some(rtm), Mode::Hardware, "auto: RTM usable".into()),
                 Err(why) => (None, Mode::Fallback, format!("auto: {why}")),

@@ -29,7 +29,7 @@ fn the_model_reports_itself() {
     };
     assert_eq!(*hytm::htm().verdict(), hytm::Verdict::Model);
     assert!(hytm::htm().reason().contains("HTM model"));
-    assert!(hytm::mode_reason().starts_with("model"));
+    assert_eq!(hytm::mode_reason(), "HTM model, --cfg hytm_model");
     let probe = hytm::htm().probe().expect("the probe runs on the model");
     assert_eq!(probe.commits, probe.attempts);
 }

@@ -335,7 +335,7 @@ mod held {
 fn acquire<G>(
     elision: &Elision,
     key: Held,
-    busy: impl Fn() -> bool,
+    busy: impl Fn() -> bool + Copy,
     lock: impl FnOnce() -> G,
     try_lock: impl Fn() -> Option<G>,
     take: TakeForModel,
@@ -344,7 +344,7 @@ fn acquire<G>(
     // A section entered while unwinding would abort at its end (see
     // `Elision::exit`): take the real lock directly.
     if rt.hardware_path && !std::thread::panicking() {
-        match elision.enter(rt, key, &busy, Nesting::Blocking, take) {
+        match elision.enter(rt, key, busy, Nesting::Blocking, take) {
             Entering::Transaction(entered) => return GuardState::transaction(entered),
             Entering::Lock(Some(gave_up)) => elision.fell_back(gave_up, true),
             Entering::Lock(None) | Entering::Unavailable => {}

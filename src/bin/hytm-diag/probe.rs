@@ -15,6 +15,17 @@ const PAGE: usize = 4096;
 const FITS: f64 = 0.9;
 
 pub fn run() -> Output {
+    if hytm::rtm::MODEL {
+        // Latency, capacity and abort sources are properties of the silicon:
+        // on the model they would be figures of a simulation.
+        let note = "the HTM model (--cfg hytm_model) simulates RTM; latency, capacity and abort sources are measured on real RTM only";
+        let mut l = Lines::default();
+        l.add("probe", format!("skipped: {note}"));
+        return Output {
+            text: l.into_string(),
+            json: serde_json::json!({ "available": false, "reason": note }),
+        };
+    }
     let Some(rtm) = Rtm::get() else {
         let note = crate::no_rtm_note();
         let mut l = Lines::default();
