@@ -561,7 +561,10 @@ impl Policy {
             // that says nothing about the hardware, so no tighter budget.
         } else if status.is_capacity() && !status.may_retry() {
             history.capacity += 1;
-        } else if status.is_unexplained() || status.is_debug() || status.is_nested() {
+        } else if !status.may_retry() && !status.is_conflict() && !status.is_capacity() {
+            // Status 0, DEBUG, or NESTED alone. NESTED is not a cause: the
+            // SDM sets it beside the cause bits on every abort taken in a
+            // nested level, so the cause bits are looked at first.
             history.other += 1;
         }
     }
@@ -772,6 +775,32 @@ mod tests {
             assert!(matches!(d[0], Decision::Retry { .. }), "{s}");
             assert_eq!(d[1], Decision::Fallback, "{s}");
         }
+    }
+
+    #[test]
+    fn nested_is_not_a_cause_beside_cause_bits() {
+        // The SDM sets NESTED on every abort taken below the outermost
+        // level, beside the cause bits: CONFLICT|RETRY|NESTED is a conflict
+        // and keeps the conflict budget.
+        let nested_conflict = AbortStatus::from_raw(
+            AbortStatus::CONFLICT | AbortStatus::RETRY | AbortStatus::NESTED,
+        );
+        let d = run(&Policy::default(), &[nested_conflict; 5]);
+        assert!(
+            d[..4].iter().all(|d| matches!(d, Decision::Retry { .. })),
+            "{d:?}"
+        );
+        assert_eq!(d[4], Decision::Fallback);
+        let mut h = History::default();
+        Policy::record(&mut h, nested_conflict);
+        assert_eq!((h.charged, h.other, h.capacity), (1, 0, 0));
+        // CAPACITY|NESTED keeps the capacity budget, not a tighter one.
+        let mut h = History::default();
+        Policy::record(
+            &mut h,
+            AbortStatus::from_raw(AbortStatus::CAPACITY | AbortStatus::NESTED),
+        );
+        assert_eq!((h.capacity, h.other), (1, 0));
     }
 
     #[test]
