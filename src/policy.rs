@@ -782,9 +782,8 @@ mod tests {
         // The SDM sets NESTED on every abort taken below the outermost
         // level, beside the cause bits: CONFLICT|RETRY|NESTED is a conflict
         // and keeps the conflict budget.
-        let nested_conflict = AbortStatus::from_raw(
-            AbortStatus::CONFLICT | AbortStatus::RETRY | AbortStatus::NESTED,
-        );
+        let nested_conflict =
+            AbortStatus::from_raw(AbortStatus::CONFLICT | AbortStatus::RETRY | AbortStatus::NESTED);
         let d = run(&Policy::default(), &[nested_conflict; 5]);
         assert!(
             d[..4].iter().all(|d| matches!(d, Decision::Retry { .. })),

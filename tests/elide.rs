@@ -311,3 +311,23 @@ fn a_section_never_runs_beside_a_real_holder() {
     holder.join().unwrap();
     assert_eq!(*m.lock(), (1, 1));
 }
+
+#[test]
+fn debug_inside_the_threads_own_section_never_reads_the_data() {
+    // Inside its own section (transactional or not) the thread holds a
+    // `&mut T`: Debug must not make a `&T` beside it.
+    let m = ElidedMutex::new(vec![7u8]);
+    let mut g = m.lock();
+    g.push(8);
+    let text = format!("{m:?}");
+    assert!(text.contains("<locked>"), "{text}");
+    drop(g);
+    assert!(format!("{m:?}").contains("[7, 8]"));
+    let rw = ElidedRwLock::new(vec![7u8]);
+    let mut w = rw.write();
+    w.push(8);
+    let text = format!("{rw:?}");
+    assert!(text.contains("<locked>"), "{text}");
+    drop(w);
+    assert!(format!("{rw:?}").contains("[7, 8]"));
+}

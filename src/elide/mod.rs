@@ -248,6 +248,14 @@ impl Elision {
     }
 }
 
+/// Whether Debug must not peek at the data through the real lock: this
+/// thread's transaction holds `key`'s lock in a mode that excludes `key`, so
+/// a real `try_lock` inside the transaction would succeed beside a live
+/// guard.
+fn debug_must_not_peek(key: Held) -> bool {
+    crate::in_transaction() && held::conflicts(key)
+}
+
 /// What [`Elision::enter`] decided.
 enum Entering {
     /// Inside a transaction subscribed to the lock.

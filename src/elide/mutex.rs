@@ -300,7 +300,15 @@ impl<T: ?Sized + fmt::Debug> fmt::Debug for ElidedMutex<T> {
         // would only abort a transaction.
         // SAFETY: the raw lock is only used through its own API here.
         let raw = unsafe { self.inner.raw() };
-        match raw.lock.try_lock() {
+        // Inside this thread's own transactional section the real lock is
+        // free (the section elided it), and a `&T` would sit beside the
+        // section's `&mut T`.
+        let real = if super::debug_must_not_peek(raw.key()) {
+            None
+        } else {
+            raw.lock.try_lock()
+        };
+        match real {
             Some(g) => {
                 // SAFETY: we hold the real lock, so no section (real or
                 // transactional: those subscribe to the word) touches the data.

@@ -346,7 +346,13 @@ impl<T: ?Sized + fmt::Debug> fmt::Debug for ElidedRwLock<T> {
         let mut d = f.debug_struct("ElidedRwLock");
         // SAFETY: the raw lock is only used through its own API here.
         let raw = unsafe { self.inner.raw() };
-        match raw.lock.try_lock_shared() {
+        // As for `ElidedMutex`: not inside this thread's own write section.
+        let real = if super::debug_must_not_peek(Held::new(raw, false)) {
+            None
+        } else {
+            raw.lock.try_lock_shared()
+        };
+        match real {
             Some(g) => {
                 // SAFETY: we hold the real lock shared: no writer, real or
                 // transactional (they subscribe to the word), runs.
