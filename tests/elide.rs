@@ -331,3 +331,20 @@ fn debug_inside_the_threads_own_section_never_reads_the_data() {
     drop(w);
     assert!(format!("{rw:?}").contains("[7, 8]"));
 }
+
+#[test]
+fn the_lock_word_and_the_elision_state_have_their_own_lines() {
+    // Every section reads the lock word; a fallback writes the adaptive
+    // state; sections write the data. Sharing a line would make each of
+    // those writes abort every concurrent section.
+    let m = ElidedMutex::new(0u64);
+    let base = &m as *const ElidedMutex<u64> as usize;
+    let data = &*m.lock() as *const u64 as usize;
+    assert_eq!(base % 64, 0, "the lock word starts a line");
+    assert!(data >= base + 128, "data at offset {}", data - base);
+    let rw = ElidedRwLock::new(0u64);
+    let base = &rw as *const ElidedRwLock<u64> as usize;
+    let data = &*rw.read() as *const u64 as usize;
+    assert_eq!(base % 64, 0);
+    assert!(data >= base + 128, "data at offset {}", data - base);
+}

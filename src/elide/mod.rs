@@ -25,6 +25,32 @@ use crate::rtm::{code, Rtm};
 use crate::runtime::{runtime, Runtime};
 use crate::stats::{self, Execution, Outcome, SiteId, SiteKind};
 
+/// A value on a cache line of its own (64 bytes, the line of every x86-64
+/// part so far). A raw elided lock keeps its lock word on one line and its
+/// elision state on the next, and the data starts after both: every
+/// section reads the lock word, fallbacks write the adaptive state and
+/// sections write the data, and any two of those sharing a line would make
+/// each such write abort every concurrent section. One line, not
+/// crossbeam's 128-byte `CachePadded` (which also covers the adjacent-line
+/// prefetcher): the prefetcher's pairing costs a stray conflict now and
+/// then, 128-byte padding would cost every lock 256 bytes.
+#[repr(align(64))]
+#[derive(Debug)]
+struct Line<T>(T);
+
+impl<T> std::ops::Deref for Line<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.0
+    }
+}
+
+impl<T> std::ops::DerefMut for Line<T> {
+    fn deref_mut(&mut self) -> &mut T {
+        &mut self.0
+    }
+}
+
 /// Per-acquisition state kept in a guard: how the section got in.
 ///
 /// `!Send`: a transaction belongs to the thread that began it, and parking_lot

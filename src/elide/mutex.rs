@@ -4,7 +4,7 @@ use std::fmt;
 
 use lock_api::RawMutex as _;
 
-use super::{acquire, release, try_acquire, Elision, GuardState, Held};
+use super::{acquire, release, try_acquire, Elision, GuardState, Held, Line};
 use crate::policy::Policy;
 use crate::stats::{SiteId, SiteKind};
 
@@ -13,9 +13,17 @@ use crate::stats::{SiteId, SiteKind};
 ///
 /// `lock` and `try_lock` first try a hardware transaction subscribed to the
 /// real lock's word; their guard state says which way they got in.
+///
+/// Layout: the real lock word on one 64-byte line, the elision state (site,
+/// policy, adaptive word) on the next, and the data after both, so 128
+/// bytes precede the data: a section's writes to the data, a fallback's
+/// write of the adaptive word and the lock word each abort only the
+/// sections that really use them.
 pub struct RawElidedMutex {
-    lock: parking_lot::RawMutex,
-    elision: Elision,
+    /// The real lock, on its own line (see [`Line`]).
+    lock: Line<parking_lot::RawMutex>,
+    /// Site, policy and adaptive state, on the next line.
+    elision: Line<Elision>,
 }
 
 impl RawElidedMutex {
@@ -272,11 +280,11 @@ impl<T: ?Sized> ElidedMutex<T> {
 impl RawElidedMutex {
     const fn with_policy(policy: Option<Policy>) -> RawElidedMutex {
         RawElidedMutex {
-            lock: <parking_lot::RawMutex as lock_api::RawMutex>::INIT,
-            elision: Elision {
+            lock: Line(<parking_lot::RawMutex as lock_api::RawMutex>::INIT),
+            elision: Line(Elision {
                 policy,
                 ..Elision::new(SiteId::MUTEX)
-            },
+            }),
         }
     }
 }

@@ -5,7 +5,7 @@ use std::fmt;
 
 use lock_api::RawRwLock as _;
 
-use super::{acquire, release, try_acquire, Elision, GuardState, Held};
+use super::{acquire, release, try_acquire, Elision, GuardState, Held, Line};
 use crate::policy::Policy;
 use crate::stats::{SiteId, SiteKind};
 
@@ -14,19 +14,27 @@ use crate::stats::{SiteId, SiteKind};
 ///
 /// A transactional reader subscribes to "held for writing", a transactional
 /// writer to "held at all"; any change of the real lock's word aborts them.
+///
+/// Layout: the real lock word on one 64-byte line, the elision state (site,
+/// policy, adaptive word) on the next, and the data after both, so 128
+/// bytes precede the data: a section's writes to the data, a fallback's
+/// write of the adaptive word and the lock word each abort only the
+/// sections that really use them.
 pub struct RawElidedRwLock {
-    lock: parking_lot::RawRwLock,
-    elision: Elision,
+    /// The real lock, on its own line (see [`Line`]).
+    lock: Line<parking_lot::RawRwLock>,
+    /// Site, policy and adaptive state, on the next line.
+    elision: Line<Elision>,
 }
 
 impl RawElidedRwLock {
     const fn with_policy(policy: Option<Policy>) -> RawElidedRwLock {
         RawElidedRwLock {
-            lock: <parking_lot::RawRwLock as lock_api::RawRwLock>::INIT,
-            elision: Elision {
+            lock: Line(<parking_lot::RawRwLock as lock_api::RawRwLock>::INIT),
+            elision: Line(Elision {
                 policy,
                 ..Elision::new(SiteId::RWLOCK)
-            },
+            }),
         }
     }
 }
