@@ -435,13 +435,17 @@ impl Policy {
     ///
     /// | status | decision |
     /// | --- | --- |
-    /// | explicit `0xff` lock busy, `0xfe` software committing | wait until free, retry (uncharged), up to `max_waits` |
+    /// | explicit `0xff` lock busy, `0xfe` software committing, `0xf9` nested lock busy | wait until free (`0xf9`: a bounded backoff), retry (uncharged), up to `max_waits` |
     /// | explicit `0xfc` panic, `0xfa` needs serial, user codes | fallback at once |
-    /// | explicit `0xfd` injected, `0xf7` rollback injected, `0xf9` nested lock busy | retry like a conflict |
+    /// | explicit `0xfd` injected, `0xf7` rollback injected | retry like a conflict |
     /// | explicit `0xf8` body cancelled (uncharged) | fallback at once |
     /// | CAPACITY without RETRY | retry until `capacity_attempts` |
     /// | RETRY or CONFLICT | jittered exponential backoff, until `max_attempts` |
-    /// | status 0, DEBUG, NESTED | retry until `other_attempts` |
+    /// | status 0, DEBUG, NESTED alone | retry until `other_attempts` |
+    ///
+    /// The attempt loop decides a CONFLICT after which the protected lock is
+    /// held (a real acquisition aborted the transaction) as `0xff`: a convoy
+    /// behind a real holder must not eat the budget.
     ///
     /// ```
     /// use hytm::{Policy, policy::{Decision, History}, rtm::{code, AbortStatus}};
@@ -479,12 +483,12 @@ impl Policy {
     pub fn decide_by_table(&self, h: &History, status: AbortStatus) -> Decision {
         if let Some(c) = status.explicit_code() {
             return match c {
-                code::LOCK_BUSY | code::SW_COMMITTING if h.waits < self.max_waits => {
+                code::LOCK_BUSY | code::SW_COMMITTING | code::NESTED_BUSY
+                    if h.waits < self.max_waits =>
+                {
                     Decision::WaitThenRetry
                 }
-                code::INJECTED | code::ROLLBACK | code::NESTED_BUSY => {
-                    self.retry_within(h, self.max_attempts)
-                }
+                code::INJECTED | code::ROLLBACK => self.retry_within(h, self.max_attempts),
                 _ => Decision::Fallback,
             };
         }
@@ -536,7 +540,7 @@ impl Policy {
     pub fn charges(status: AbortStatus) -> bool {
         !matches!(
             status.explicit_code(),
-            Some(code::LOCK_BUSY | code::SW_COMMITTING | code::CANCELLED)
+            Some(code::LOCK_BUSY | code::SW_COMMITTING | code::NESTED_BUSY | code::CANCELLED)
         )
     }
 
@@ -800,6 +804,20 @@ mod tests {
             AbortStatus::from_raw(AbortStatus::CAPACITY | AbortStatus::NESTED),
         );
         assert_eq!((h.capacity, h.other), (1, 0));
+    }
+
+    #[test]
+    fn a_busy_nested_lock_is_waited_out_uncharged() {
+        // The enclosing section did nothing wrong: no budget, no adaptive
+        // charge (the loop gives up as Busy when the waits run out).
+        let nested = AbortStatus::explicit(code::NESTED_BUSY);
+        assert!(!Policy::charges(nested));
+        let d = run(&Policy::default(), &[nested; 17]);
+        assert!(
+            d[..16].iter().all(|d| *d == Decision::WaitThenRetry),
+            "{d:?}"
+        );
+        assert_eq!(d[16], Decision::Fallback);
     }
 
     #[test]

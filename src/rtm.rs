@@ -38,8 +38,9 @@ pub mod code {
     pub const NESTED_TRY_LOCK: u8 = 0xfb;
     /// The body asked for an irrevocable (serial) run, which hardware cannot give.
     pub const NEEDS_SERIAL: u8 = 0xfa;
-    /// A lock (or software commit) that a *nested* section subscribed to was
-    /// busy; the enclosing loop cannot wait on it, so it backs off and retries.
+    /// A lock that a *nested* section subscribed to was busy. The enclosing
+    /// loop cannot wait on that lock's word (whatever the transaction wrote
+    /// to name it is rolled back), so it backs off, uncharged, and retries.
     pub const NESTED_BUSY: u8 = 0xf9;
     /// The body cancelled or asked to restart in hardware: the software path
     /// gives the definitive answer. Not charged to the retry budget.

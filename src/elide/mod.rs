@@ -19,7 +19,7 @@ use std::any::Any;
 use std::cell::Cell;
 use std::marker::PhantomData;
 
-use crate::attempt::{self, AdaptiveWord, Entered, GaveUp};
+use crate::attempt::{self, AdaptiveWord, Entered, GaveUp, Resource};
 use crate::policy::Policy;
 use crate::rtm::{code, Rtm};
 use crate::runtime::{runtime, Runtime};
@@ -93,7 +93,12 @@ impl<G> GuardState<G> {
 /// their policy (or the global one) and their adaptive state.
 #[derive(Debug)]
 struct Elision {
-    adaptive: AdaptiveWord,
+    /// Adaptive state by access kind: `[shared, exclusive]` (a mutex uses
+    /// the exclusive one). A rwlock's readers and writers fail in hardware
+    /// for different reasons (a reader aborts on every real reader's count
+    /// update, a writer on any real holder), so neither should make the
+    /// other skip hardware.
+    adaptive: [AdaptiveWord; 2],
     site: SiteId,
     policy: Option<Policy>,
 }
@@ -111,10 +116,15 @@ enum Nesting {
 impl Elision {
     const fn new(site: SiteId) -> Self {
         Elision {
-            adaptive: AdaptiveWord::new(),
+            adaptive: [AdaptiveWord::new(), AdaptiveWord::new()],
             site,
             policy: None,
         }
+    }
+
+    /// The adaptive state of `key`'s access kind.
+    fn adaptive(&self, key: Held) -> &AdaptiveWord {
+        &self.adaptive[key.0 & 1]
     }
 
     fn policy<'a>(&'a self, rt: &'a Runtime) -> &'a Policy {
@@ -139,6 +149,7 @@ impl Elision {
         rt: &Runtime,
         key: Held,
         busy: impl Fn() -> bool,
+        readers: impl Fn() -> bool,
         nesting: Nesting,
         take: TakeForModel,
     ) -> Entering {
@@ -151,7 +162,7 @@ impl Elision {
         if !policy.uses_hardware() {
             return Entering::Lock(None);
         }
-        if policy.is_adaptive() && !self.adaptive.should_try_hardware() {
+        if policy.is_adaptive() && !self.adaptive(key).should_try_hardware() {
             return Entering::Lock(Some((Execution::default(), GaveUp::Skipped)));
         }
         let subscribe = |rtm: Rtm| {
@@ -162,22 +173,19 @@ impl Elision {
             held::push(key);
             model::enter_section(key, take);
         };
-        let wait = || {
-            if nesting == Nesting::Try {
-                return false;
+        let resource = || {
+            if busy() {
+                Resource::Held
+            } else if readers() {
+                Resource::SharedByReaders
+            } else {
+                Resource::Free
             }
-            let backoff = crossbeam_utils::Backoff::new();
-            while busy() {
-                if backoff.is_completed() {
-                    // A long holder: block on the real lock instead of
-                    // spinning (the lock parks the thread).
-                    return false;
-                }
-                backoff.snooze();
-            }
-            true
         };
-        match attempt::begin(rt, policy, self.site, subscribe, wait) {
+        // A long wait returns false: the caller then blocks on the real lock
+        // (which parks the thread) instead of spinning.
+        let wait = |status| nesting == Nesting::Blocking && attempt::wait_out(status, &busy);
+        match attempt::begin(rt, policy, self.site, subscribe, resource, wait) {
             Ok(entered) => Entering::Transaction(entered),
             Err(gave_up) => Entering::Lock(Some(gave_up)),
         }
@@ -231,14 +239,14 @@ impl Elision {
     /// Counts an execution that gave up on hardware; `took_lock` is false
     /// when a `try_*` then found the real lock taken too.
     #[cold]
-    fn fell_back(&self, (mut exec, why): (Execution, GaveUp), took_lock: bool) {
+    fn fell_back(&self, key: Held, (mut exec, why): (Execution, GaveUp), took_lock: bool) {
         exec.fallback_lock = took_lock;
         // A skip is counted with the execution it stood for: none when the
         // real try_lock failed too.
         exec.skipped = why == GaveUp::Skipped && took_lock;
         exec.commit_to(self.site);
         if why == GaveUp::Budget {
-            self.adaptive.record(false);
+            self.adaptive(key).record(false);
         }
     }
 
@@ -267,7 +275,7 @@ impl Elision {
         unsafe { entered.end() };
         if !rtm.test() {
             stats::count(self.site, Outcome::HardwareCommit);
-            self.adaptive.record(true);
+            self.adaptive(key).record(true);
         }
         #[cfg(hytm_model)]
         return None;
@@ -370,6 +378,7 @@ fn acquire<G>(
     elision: &Elision,
     key: Held,
     busy: impl Fn() -> bool + Copy,
+    readers: impl Fn() -> bool,
     lock: impl FnOnce() -> G,
     try_lock: impl Fn() -> Option<G>,
     take: TakeForModel,
@@ -378,9 +387,9 @@ fn acquire<G>(
     // A section entered while unwinding would abort at its end (see
     // `Elision::exit`): take the real lock directly.
     if rt.hardware_path && !std::thread::panicking() {
-        match elision.enter(rt, key, busy, Nesting::Blocking, take) {
+        match elision.enter(rt, key, busy, readers, Nesting::Blocking, take) {
             Entering::Transaction(entered) => return GuardState::transaction(entered),
-            Entering::Lock(Some(gave_up)) => elision.fell_back(gave_up, true),
+            Entering::Lock(Some(gave_up)) => elision.fell_back(key, gave_up, true),
             Entering::Lock(None) | Entering::Unavailable => {}
         }
     }
@@ -393,16 +402,17 @@ fn try_acquire<G>(
     elision: &Elision,
     key: Held,
     busy: impl Fn() -> bool,
+    readers: impl Fn() -> bool,
     try_lock: impl Fn() -> Option<G>,
     take: TakeForModel,
 ) -> Option<GuardState<G>> {
     let rt = runtime();
     if rt.hardware_path && !std::thread::panicking() {
-        match elision.enter(rt, key, busy, Nesting::Try, take) {
+        match elision.enter(rt, key, busy, readers, Nesting::Try, take) {
             Entering::Transaction(entered) => return Some(GuardState::transaction(entered)),
             Entering::Lock(Some(gave_up)) => {
                 let g = model::try_lock_real(rt, try_lock);
-                elision.fell_back(gave_up, g.is_some());
+                elision.fell_back(key, gave_up, g.is_some());
                 return g.map(GuardState::locked);
             }
             Entering::Lock(None) => {}

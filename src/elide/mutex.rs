@@ -76,6 +76,7 @@ unsafe impl lock_api::RawMutex for RawElidedMutex {
             &self.elision,
             self.key(),
             || self.lock.is_locked(),
+            || false,
             || self.lock.lock(),
             || self.lock.try_lock(),
             RawElidedMutex::take_for_model,
@@ -88,6 +89,7 @@ unsafe impl lock_api::RawMutex for RawElidedMutex {
             &self.elision,
             self.key(),
             || self.lock.is_locked(),
+            || false,
             || self.lock.try_lock(),
             RawElidedMutex::take_for_model,
         )

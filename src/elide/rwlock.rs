@@ -94,6 +94,7 @@ unsafe impl lock_api::RawRwLock for RawElidedRwLock {
             &self.elision,
             Held::new(self, false),
             || self.lock.is_locked_exclusive(),
+            || self.lock.is_locked(),
             || self.lock.lock_shared(),
             || self.lock.try_lock_shared(),
             RawElidedRwLock::take_for_model,
@@ -106,6 +107,7 @@ unsafe impl lock_api::RawRwLock for RawElidedRwLock {
             &self.elision,
             Held::new(self, false),
             || self.lock.is_locked_exclusive(),
+            || self.lock.is_locked(),
             || self.lock.try_lock_shared(),
             RawElidedRwLock::take_for_model,
         )
@@ -125,6 +127,7 @@ unsafe impl lock_api::RawRwLock for RawElidedRwLock {
             &self.elision,
             Held::new(self, true),
             || self.lock.is_locked(),
+            || false,
             || self.lock.lock_exclusive(),
             || self.lock.try_lock_exclusive(),
             RawElidedRwLock::take_for_model,
@@ -137,6 +140,7 @@ unsafe impl lock_api::RawRwLock for RawElidedRwLock {
             &self.elision,
             Held::new(self, true),
             || self.lock.is_locked(),
+            || false,
             || self.lock.try_lock_exclusive(),
             RawElidedRwLock::take_for_model,
         )
