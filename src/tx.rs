@@ -654,12 +654,15 @@ pub(crate) fn software_committing() -> bool {
 /// `seq` if it writes).
 #[inline(always)]
 fn subscribe_hybrid(rtm: Rtm) -> bool {
-    // Relaxed: inside the transaction these loads put the lines in the read
-    // set; any later software begin or commit writes them and aborts us.
-    if GLOBALS.sw_active().load(Ordering::Relaxed) == 0 {
+    // Acquire (a plain `mov` on x86, like Relaxed): inside the transaction
+    // these loads put the lines in the read set, and any later software
+    // begin or commit writes them and aborts us; Acquire states the edge
+    // to the software side's SeqCst announce and Release write-back, so
+    // that the HTM model and Miri see it too.
+    if GLOBALS.sw_active().load(Ordering::Acquire) == 0 {
         return false;
     }
-    if GLOBALS.seq().load(Ordering::Relaxed) & 1 == 1 {
+    if GLOBALS.seq().load(Ordering::Acquire) & 1 == 1 {
         rtm.abort::<{ code::SW_COMMITTING }>();
     }
     true

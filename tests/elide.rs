@@ -348,3 +348,38 @@ fn the_lock_word_and_the_elision_state_have_their_own_lines() {
     assert_eq!(base % 64, 0);
     assert!(data >= base + 128, "data at offset {}", data - base);
 }
+
+#[test]
+fn nested_sections_count_their_own_commits_whatever_the_release_order() {
+    if hytm::mode() != hytm::Mode::Hardware {
+        println!(
+            "skip nested_sections_count_their_own_commits_whatever_the_release_order: mode {}",
+            hytm::mode()
+        );
+        return;
+    }
+    let outer = ElidedMutex::with_policy(0u64, hytm::Policy::DEFAULT.adaptive(false))
+        .named("attribution outer");
+    let inner = ElidedMutex::with_policy(0u64, hytm::Policy::DEFAULT.adaptive(false))
+        .named("attribution inner");
+    let mut both = 0;
+    for _ in 0..100 {
+        let mut a = outer.lock();
+        let mut b = inner.lock();
+        if hytm::in_transaction() {
+            both += 1;
+        }
+        *a += 1;
+        *b += 1;
+        drop(a); // out of order: the inner guard closes the outermost level
+        drop(b);
+    }
+    let report = hytm::stats::snapshot();
+    let (o, i) = (
+        report.site("attribution outer").expect("row"),
+        report.site("attribution inner").expect("row"),
+    );
+    assert!(both > 50, "only {both} nested transactional runs");
+    assert_eq!(o.hw_commits, i.hw_commits, "outer {o:?}\ninner {i:?}");
+    assert!(o.hw_commits >= both, "{o:?}");
+}

@@ -165,12 +165,17 @@ impl Elision {
         if policy.is_adaptive() && !self.adaptive(key).should_try_hardware() {
             return Entering::Lock(Some((Execution::default(), GaveUp::Skipped)));
         }
+        held::warm();
         let subscribe = |rtm: Rtm| {
             model::isolate();
             if busy() {
                 rtm.abort::<{ code::LOCK_BUSY }>();
             }
-            held::push(key);
+            // Acquire (no instruction on x86): parking_lot reads its word
+            // Relaxed; the section's data accesses are ordered after the
+            // read of a free word, the edge to the last holder's release.
+            std::sync::atomic::fence(std::sync::atomic::Ordering::Acquire);
+            held::push(key, self.site);
             model::enter_section(key, take);
         };
         let resource = || {
@@ -208,7 +213,7 @@ impl Elision {
                 // anywhere rolls back to the outermost `xbegin`.
                 match rtm.begin() {
                     Ok(()) => {
-                        held::push(key);
+                        held::push(key, self.site);
                         model::enter_section(key, take);
                         // Injected rollbacks belong to the outermost level.
                         Entering::Transaction(Entered {
@@ -274,7 +279,9 @@ impl Elision {
         // active: an abort would have resumed at its `xbegin` instead.
         unsafe { entered.end() };
         if !rtm.test() {
-            stats::count(self.site, Outcome::HardwareCommit);
+            // The outermost level committed: every section of the
+            // transaction did, each counted at its own site.
+            held::count_commits();
             self.adaptive(key).record(true);
         }
         #[cfg(hytm_model)]
@@ -326,6 +333,61 @@ mod held {
     thread_local! {
         static KEYS: [Cell<usize>; CAP] = const { [const { Cell::new(0) }; CAP] };
         static LEN: Cell<usize> = const { Cell::new(0) };
+        /// Sections entered in the current transaction, by site, with how
+        /// many times: each commits when the outermost level does, so they
+        /// are counted then, whichever guard closes that level (written
+        /// inside the transaction, so an abort drops them with it).
+        static COMMITS: [Cell<(u32, u32)>; CAP] = const { [const { Cell::new((0, 0)) }; CAP] };
+        static COMMITS_LEN: Cell<usize> = const { Cell::new(0) };
+    }
+
+    /// Writes this thread's held-set words outside any transaction, so that
+    /// their page is present before a transaction first writes them (a
+    /// page fault inside a transaction aborts it, and is never serviced
+    /// there).
+    #[inline]
+    pub(super) fn warm() {
+        LEN.with(|len| len.set(len.get()));
+        COMMITS_LEN.with(|len| len.set(len.get()));
+    }
+
+    /// Notes that a section of `site` entered the current transaction.
+    #[inline]
+    fn note_commit(site: SiteId) {
+        COMMITS_LEN.with(|len| {
+            let n = len.get();
+            COMMITS.with(|commits| {
+                if let Some(c) = commits[..n].iter().find(|c| c.get().0 == site.0) {
+                    c.set((site.0, c.get().1 + 1));
+                } else if n < CAP {
+                    commits[n].set((site.0, 1));
+                    len.set(n + 1);
+                }
+                // More distinct sites than tracked: the rest go uncounted
+                // rather than abort the transaction.
+            });
+        });
+    }
+
+    /// After the outermost level committed: counts every section of the
+    /// transaction as a hardware commit of its own site.
+    pub(super) fn count_commits() {
+        let n = COMMITS_LEN.with(|len| len.replace(0));
+        COMMITS.with(|commits| {
+            for c in &commits[..n] {
+                let (site, times) = c.get();
+                for _ in 0..times {
+                    stats::count(SiteId(site), Outcome::HardwareCommit);
+                }
+            }
+        });
+    }
+
+    /// Forgets the current transaction's sections (the HTM model promoted
+    /// them: they ran under their real locks).
+    #[cfg(hytm_model)]
+    pub(super) fn forget_commits() {
+        COMMITS_LEN.with(|len| len.set(0));
     }
 
     /// Whether an entry of the same lock excludes `key`: any entry when
@@ -341,8 +403,9 @@ mod held {
         })
     }
 
+    /// Records a section of `site` entering the current transaction.
     #[inline]
-    pub(super) fn push(key: Held) {
+    pub(super) fn push(key: Held, site: SiteId) {
         LEN.with(|len| {
             let n = len.get();
             if n == CAP {
@@ -356,6 +419,7 @@ mod held {
             KEYS.with(|keys| keys[n].set(key.0));
             len.set(n + 1);
         });
+        note_commit(site);
     }
 
     #[inline]
@@ -431,6 +495,7 @@ fn release<G: 'static>(elision: &Elision, key: Held, state: GuardState<G>, unloc
         #[cfg(hytm_model)]
         Entry::Transaction(rtm) => {
             if let Some(guard) = elision.exit(rtm, key) {
+                held::forget_commits();
                 match guard.downcast::<G>() {
                     Ok(g) => unlock(*g),
                     Err(_) => {
