@@ -582,3 +582,21 @@ mod model {
         try_lock()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_rwlocks_readers_and_writers_adapt_apart() {
+        let e = Elision::new(SiteId::RWLOCK);
+        let (reader, writer) = (Held(0x1000), Held(0x1001));
+        // Writers keep falling back (say, real readers hold the lock).
+        for _ in 0..8 {
+            e.adaptive(writer).record(false);
+        }
+        assert!(!e.adaptive(writer).should_try_hardware(), "writers skip");
+        // Readers are unaffected.
+        assert!(e.adaptive(reader).should_try_hardware());
+    }
+}
