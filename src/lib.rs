@@ -30,10 +30,15 @@ mod tx;
 
 pub use cpu::{htm, CpuFacts, HtmInfo, ProbeResult, Verdict};
 pub use elide::{
-    ElidedMutex, ElidedMutexGuard, ElidedRwLock, ElidedRwLockReadGuard, ElidedRwLockWriteGuard,
-    RawElidedMutex, RawElidedRwLock,
+    ElidedCondvar, ElidedMutex, ElidedMutexGuard, ElidedRwLock, ElidedRwLockReadGuard,
+    ElidedRwLockWriteGuard, RawElidedCondvar, RawElidedMutex, RawElidedRwLock,
 };
 pub use hytm_fallback::Restart;
+/// The `lock_api` version whose raw-lock traits hytm's elided locks
+/// implement (0.5): `ElidedMutex` is `lock_api::Mutex<RawElidedMutex, T>`
+/// with hytm's constructors, so its guards, `MappedMutexGuard` and the
+/// condition variable come from here.
+pub use lock_api;
 pub use policy::{FallbackKind, Policy};
 pub use runtime::{
     in_transaction, init, mode, mode_reason, Config, ConfigError, Injection, Mode, StatsOutput,

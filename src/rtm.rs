@@ -49,6 +49,9 @@ pub mod code {
     /// end inside the transaction, which then aborted instead of committing,
     /// so none of its writes may remain.
     pub const ROLLBACK: u8 = 0xf7;
+    /// The section must run under the real lock: it waits on (or notifies)
+    /// a condition variable, which a transaction cannot do.
+    pub const NEEDS_LOCK: u8 = 0xf6;
     /// First code reserved for the runtime.
     pub const RESERVED_START: u8 = 0xf0;
 
@@ -69,6 +72,7 @@ pub mod code {
             NESTED_BUSY => Some("nested lock busy"),
             CANCELLED => Some("body cancelled"),
             ROLLBACK => Some("rollback injected"),
+            NEEDS_LOCK => Some("needs the real lock"),
             RESERVED_START..=0xff => Some("runtime reserved"),
             _ => None,
         }

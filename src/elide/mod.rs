@@ -9,9 +9,11 @@
 //! how the section got in ([`Entry`]) and release dispatches on that, never
 //! on the lock word.
 
+mod condvar;
 mod mutex;
 mod rwlock;
 
+pub use condvar::{ElidedCondvar, RawElidedCondvar};
 pub use mutex::{ElidedMutex, ElidedMutexGuard, RawElidedMutex};
 pub use rwlock::{ElidedRwLock, ElidedRwLockReadGuard, ElidedRwLockWriteGuard, RawElidedRwLock};
 
@@ -54,10 +56,12 @@ impl<T> std::ops::DerefMut for Line<T> {
 /// Per-acquisition state kept in a guard: how the section got in.
 ///
 /// `!Send`: a transaction belongs to the thread that began it, and parking_lot
-/// locks must be released by the thread that took them.
+/// locks must be released by the thread that took them. `Sync` (lock_api's
+/// `GuardNoSend` semantics): sharing `&guard` with another thread only
+/// shares `&T`, as std's and parking_lot's guards allow.
 pub struct GuardState<G> {
     entry: Entry<G>,
-    _not_send: PhantomData<*mut ()>,
+    _not_send: PhantomData<lock_api::GuardNoSend>,
 }
 
 /// How a critical section was entered.
@@ -111,6 +115,10 @@ enum Nesting {
     Blocking,
     /// `try_*`: report the lock as unavailable instead.
     Try,
+    /// `try_*_for`/`_until`: unavailable if this transaction holds it (it
+    /// could only time out), abort if another holder has it (waiting cannot
+    /// happen inside a transaction; the enclosing one reruns).
+    Timed,
 }
 
 impl Elision {
@@ -124,7 +132,7 @@ impl Elision {
 
     /// The adaptive state of `key`'s access kind.
     fn adaptive(&self, key: Held) -> &AdaptiveWord {
-        &self.adaptive[key.0 & 1]
+        &self.adaptive[usize::from(key.is_exclusive())]
     }
 
     fn policy<'a>(&'a self, rt: &'a Runtime) -> &'a Policy {
@@ -167,8 +175,7 @@ impl Elision {
         }
         held::warm();
         let subscribe = |rtm: Rtm| {
-            model::isolate();
-            if busy() {
+            if !model::isolate(key, nesting) || busy() {
                 rtm.abort::<{ code::LOCK_BUSY }>();
             }
             // Acquire (no instruction on x86): parking_lot reads its word
@@ -189,7 +196,7 @@ impl Elision {
         };
         // A long wait returns false: the caller then blocks on the real lock
         // (which parks the thread) instead of spinning.
-        let wait = |status| nesting == Nesting::Blocking && attempt::wait_out(status, &busy);
+        let wait = |status| nesting != Nesting::Try && attempt::wait_out(status, &busy);
         match attempt::begin(rt, policy, self.site, subscribe, resource, wait) {
             Ok(entered) => Entering::Transaction(entered),
             Err(gave_up) => Entering::Lock(Some(gave_up)),
@@ -205,8 +212,10 @@ impl Elision {
         nesting: Nesting,
         take: TakeForModel,
     ) -> Entering {
-        model::isolate();
-        let unavailable = busy() || held::conflicts(key);
+        // Held by this transaction, or by another holder (a real one, or
+        // under the HTM model another section with the lock's isolation).
+        let ours = held::conflicts(key);
+        let unavailable = ours || !model::isolate(key, nesting) || busy();
         match (unavailable, nesting) {
             (false, _) => {
                 // Flat nesting: the hardware counts the depth; an abort
@@ -227,8 +236,9 @@ impl Elision {
                 }
             }
             (true, Nesting::Try) => Entering::Unavailable,
-            (true, Nesting::Blocking) => {
-                if busy() {
+            (true, Nesting::Timed) if ours => Entering::Unavailable,
+            (true, Nesting::Blocking | Nesting::Timed) => {
+                if !ours {
                     // Not LOCK_BUSY: the enclosing loop waits on its own
                     // lock's word, not this one; it backs off instead.
                     rtm.abort::<{ code::NESTED_BUSY }>();
@@ -310,14 +320,33 @@ enum Entering {
 }
 
 /// A lock held by the current transaction: the lock's address, with bit 0
-/// set for exclusive access.
+/// set for exclusive access and bit 1 for an upgradable read (which is
+/// exclusive too, for the held set: it excludes writers and other
+/// upgradable reads).
 #[derive(Clone, Copy, PartialEq, Eq)]
 struct Held(usize);
 
 impl Held {
+    const EXCLUSIVE: usize = 1;
+    const UPGRADABLE: usize = 2;
+    const MODE: usize = Self::EXCLUSIVE | Self::UPGRADABLE;
+
     fn new<T>(lock: &T, exclusive: bool) -> Held {
-        // Raw elided locks hold an AtomicU64, so their address is even.
+        // Raw elided locks start a cache line (see `Line`), so the low bits
+        // of their address are free.
         Held(lock as *const T as usize | usize::from(exclusive))
+    }
+
+    fn upgradable<T>(lock: &T) -> Held {
+        Held(lock as *const T as usize | Self::EXCLUSIVE | Self::UPGRADABLE)
+    }
+
+    fn is_exclusive(self) -> bool {
+        self.0 & Self::EXCLUSIVE != 0
+    }
+
+    fn lock_addr(self) -> usize {
+        self.0 & !Self::MODE
     }
 }
 
@@ -393,14 +422,23 @@ mod held {
     /// Whether an entry of the same lock excludes `key`: any entry when
     /// `key` is exclusive, an exclusive one when it is shared.
     pub(super) fn conflicts(key: Held) -> bool {
-        let base = key.0 & !1;
         let len = LEN.with(Cell::get);
         KEYS.with(|keys| {
             keys[..len].iter().any(|k| {
-                let k = k.get();
-                k & !1 == base && (key.0 & 1 == 1 || k & 1 == 1)
+                let k = Held(k.get());
+                k.lock_addr() == key.lock_addr() && (key.is_exclusive() || k.is_exclusive())
             })
         })
+    }
+
+    /// A held section changed mode (an upgrade or a downgrade).
+    pub(super) fn rekey(old: Held, new: Held) {
+        let len = LEN.with(Cell::get);
+        KEYS.with(|keys| {
+            if let Some(k) = keys[..len].iter().rev().find(|k| k.get() == old.0) {
+                k.set(new.0);
+            }
+        });
     }
 
     /// Records a section of `site` entering the current transaction.
@@ -457,7 +495,7 @@ fn acquire<G>(
             Entering::Lock(None) | Entering::Unavailable => {}
         }
     }
-    GuardState::locked(model::lock_real(rt, busy, lock, try_lock))
+    GuardState::locked(model::lock_real(rt, key, busy, lock, try_lock))
 }
 
 /// Enters a section without blocking.
@@ -475,7 +513,7 @@ fn try_acquire<G>(
         match elision.enter(rt, key, busy, readers, Nesting::Try, take) {
             Entering::Transaction(entered) => return Some(GuardState::transaction(entered)),
             Entering::Lock(Some(gave_up)) => {
-                let g = model::try_lock_real(rt, try_lock);
+                let g = model::try_lock_real(rt, key, try_lock);
                 elision.fell_back(key, gave_up, g.is_some());
                 return g.map(GuardState::locked);
             }
@@ -483,7 +521,7 @@ fn try_acquire<G>(
             Entering::Unavailable => return None,
         }
     }
-    model::try_lock_real(rt, try_lock).map(GuardState::locked)
+    model::try_lock_real(rt, key, try_lock).map(GuardState::locked)
 }
 
 /// Leaves a section the way it was entered.
@@ -508,6 +546,88 @@ fn release<G: 'static>(elision: &Elision, key: Held, state: GuardState<G>, unloc
     }
 }
 
+/// Under the HTM model, turns the state of a section that an abort promoted
+/// (it runs under its real lock now) into the real lock's state, before the
+/// guard changes mode, waits or bumps. Nothing in normal builds.
+#[inline(always)]
+fn settle<G: 'static>(state: &mut GuardState<G>, key: Held) {
+    #[cfg(hytm_model)]
+    if matches!(state.entry, Entry::Transaction(_)) {
+        if let Some(g) = hytm_fallback::model::take_promoted(key.0) {
+            held::remove(key);
+            held::forget_commits();
+            match g.downcast::<G>() {
+                Ok(g) => state.entry = Entry::Locked(*g),
+                Err(_) => {
+                    unreachable!("hytm model: a promoted section's guard has its lock's type")
+                }
+            }
+        }
+    }
+    #[cfg(not(hytm_model))]
+    let _ = (state, key);
+}
+
+/// Changes a section's mode (upgrade, downgrade): inside its transaction
+/// the section stays elided under its new key; under the real lock `real`
+/// changes the real lock's mode.
+fn change_mode<G: 'static, H>(
+    mut state: GuardState<G>,
+    old: Held,
+    new: Held,
+    real: impl FnOnce(G) -> H,
+) -> GuardState<H> {
+    settle(&mut state, old);
+    match state.entry {
+        Entry::Transaction(entered) => {
+            held::rekey(old, new);
+            #[cfg(hytm_model)]
+            hytm_fallback::model::rekey_section(old.0, new.0);
+            GuardState::transaction(entered)
+        }
+        Entry::Locked(g) => GuardState::locked(real(g)),
+    }
+}
+
+/// `bump`: gives a waiting thread the real lock if the section holds it;
+/// a transactional section has nobody waiting on it (waiters park on the
+/// real lock, which is free), so there it does nothing.
+fn bump<G: 'static>(key: Held, state: &mut GuardState<G>, real: impl FnOnce(&mut G)) {
+    settle(state, key);
+    if let Entry::Locked(g) = &mut state.entry {
+        real(g);
+    }
+}
+
+/// Enters a section, waiting for the real lock no longer than `lock_until`
+/// does: a transaction if possible, else the real lock's timed acquisition.
+#[allow(clippy::too_many_arguments)] // the lock's operations, one closure each
+fn acquire_until<G>(
+    elision: &Elision,
+    key: Held,
+    busy: impl Fn() -> bool + Copy,
+    readers: impl Fn() -> bool,
+    try_lock: impl Fn() -> Option<G>,
+    lock_until: impl FnOnce() -> Option<G>,
+    expired: impl Fn() -> bool,
+    take: TakeForModel,
+) -> Option<GuardState<G>> {
+    let rt = runtime();
+    if rt.hardware_path && !std::thread::panicking() {
+        match elision.enter(rt, key, busy, readers, Nesting::Timed, take) {
+            Entering::Transaction(entered) => return Some(GuardState::transaction(entered)),
+            Entering::Lock(Some(gave_up)) => {
+                let g = model::lock_real_until(rt, key, busy, lock_until, try_lock, expired);
+                elision.fell_back(key, gave_up, g.is_some());
+                return g.map(GuardState::locked);
+            }
+            Entering::Lock(None) => {}
+            Entering::Unavailable => return None,
+        }
+    }
+    model::lock_real_until(rt, key, busy, lock_until, try_lock, expired).map(GuardState::locked)
+}
+
 /// How the HTM model takes a section's real lock when it promotes it: the
 /// section's key (its lock's address and access kind) to the real guard.
 /// Each raw lock supplies one; normal builds never call it.
@@ -525,13 +645,27 @@ mod model {
     #[cfg(not(hytm_model))]
     pub(super) type Exited = ();
 
-    /// Before a section reads its lock word: under the model the
-    /// transaction holds the model lock from here to its end, so no real
-    /// acquisition can slip between the check and the section.
+    /// Before a section reads its lock word: under the model the section
+    /// takes its lock's isolation (shared for a read, exclusive otherwise)
+    /// until its transaction ends, so that no real acquisition slips
+    /// between the check and the section. `false` if a `try_*` could not
+    /// have it (the lock counts as busy).
     #[inline(always)]
-    pub(super) fn isolate() {
+    pub(super) fn isolate(key: Held, nesting: Nesting) -> bool {
         #[cfg(hytm_model)]
-        hytm_fallback::model::isolate();
+        {
+            use hytm_fallback::model::Wait;
+            let wait = match nesting {
+                Nesting::Blocking => Wait::Block,
+                Nesting::Try | Nesting::Timed => Wait::Try,
+            };
+            hytm_fallback::model::isolate_lock(key.lock_addr(), key.is_exclusive(), wait)
+        }
+        #[cfg(not(hytm_model))]
+        {
+            let _ = (key, nesting);
+            true
+        }
     }
 
     /// After a section subscribed: the model may now have to promote it.
@@ -549,6 +683,7 @@ mod model {
     #[inline(always)]
     pub(super) fn lock_real<G>(
         rt: &Runtime,
+        key: Held,
         busy: impl Fn() -> bool,
         lock: impl FnOnce() -> G,
         try_lock: impl Fn() -> Option<G>,
@@ -557,7 +692,7 @@ mod model {
         if rt.rtm.is_some() {
             let backoff = crossbeam_utils::Backoff::new();
             loop {
-                if let Some(g) = hytm_fallback::model::with_lock(&try_lock) {
+                if let Some(g) = real_under_isolation(key, Wait::Block, &try_lock) {
                     return g;
                 }
                 while busy() {
@@ -566,19 +701,68 @@ mod model {
             }
         }
         #[cfg(not(hytm_model))]
-        let _ = (rt, busy, try_lock);
+        let _ = (rt, key, busy, try_lock);
         lock()
     }
 
-    /// A real `try_lock`, under the model lock under the model.
+    /// A real timed acquisition; under the model, a loop of `try_lock`
+    /// under the model lock until `expired`.
     #[inline(always)]
-    pub(super) fn try_lock_real<G>(rt: &Runtime, try_lock: impl Fn() -> Option<G>) -> Option<G> {
+    pub(super) fn lock_real_until<G>(
+        rt: &Runtime,
+        key: Held,
+        busy: impl Fn() -> bool,
+        lock_until: impl FnOnce() -> Option<G>,
+        try_lock: impl Fn() -> Option<G>,
+        expired: impl Fn() -> bool,
+    ) -> Option<G> {
         #[cfg(hytm_model)]
         if rt.rtm.is_some() {
-            return hytm_fallback::model::with_lock(try_lock);
+            let backoff = crossbeam_utils::Backoff::new();
+            loop {
+                if let Some(g) = real_under_isolation(key, Wait::Block, &try_lock) {
+                    return Some(g);
+                }
+                if expired() {
+                    return None;
+                }
+                while busy() && !expired() {
+                    backoff.snooze();
+                }
+            }
         }
         #[cfg(not(hytm_model))]
-        let _ = rt;
+        let _ = (rt, key, busy, try_lock, expired);
+        lock_until()
+    }
+
+    #[cfg(hytm_model)]
+    use hytm_fallback::model::Wait;
+
+    /// A real acquisition under its lock's isolation (see
+    /// `hytm_fallback::model::with_isolation`).
+    #[cfg(hytm_model)]
+    fn real_under_isolation<G>(
+        key: Held,
+        wait: Wait,
+        try_lock: impl FnOnce() -> Option<G>,
+    ) -> Option<G> {
+        hytm_fallback::model::with_isolation(key.lock_addr(), key.is_exclusive(), wait, try_lock)
+    }
+
+    /// A real `try_lock`, under its lock's isolation under the model.
+    #[inline(always)]
+    pub(super) fn try_lock_real<G>(
+        rt: &Runtime,
+        key: Held,
+        try_lock: impl Fn() -> Option<G>,
+    ) -> Option<G> {
+        #[cfg(hytm_model)]
+        if rt.rtm.is_some() {
+            return real_under_isolation(key, Wait::Try, try_lock);
+        }
+        #[cfg(not(hytm_model))]
+        let _ = (rt, key);
         try_lock()
     }
 }

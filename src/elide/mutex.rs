@@ -21,13 +21,26 @@ use crate::stats::{SiteId, SiteKind};
 /// sections that really use them.
 pub struct RawElidedMutex {
     /// The real lock, on its own line (see [`Line`]).
-    lock: Line<parking_lot::RawMutex>,
+    pub(super) lock: Line<parking_lot::RawMutex>,
     /// Site, policy and adaptive state, on the next line.
     elision: Line<Elision>,
 }
 
 impl RawElidedMutex {
-    fn key(&self) -> Held {
+    /// Retakes the real lock after a condition-variable wait under the HTM
+    /// model (through the model lock, like every real acquisition there).
+    #[cfg(hytm_model)]
+    pub(super) fn relock_for_model(&self) -> <parking_lot::RawMutex as lock_api::RawMutex>::Guard {
+        super::model::lock_real(
+            crate::runtime::runtime(),
+            self.key(),
+            || self.lock.is_locked(),
+            || self.lock.lock(),
+            || self.lock.try_lock(),
+        )
+    }
+
+    pub(super) fn key(&self) -> Held {
         Held::new(self, true)
     }
 
@@ -40,7 +53,7 @@ impl RawElidedMutex {
     unsafe fn take_for_model(key: usize) -> Box<dyn std::any::Any> {
         // SAFETY: the caller passes the key of a live lock, whose address
         // is the key without its access bit.
-        let raw = unsafe { &*((key & !1) as *const RawElidedMutex) };
+        let raw = unsafe { &*((key & !Held::MODE) as *const RawElidedMutex) };
         match raw.lock.try_lock() {
             Some(g) => Box::new(g),
             None => unreachable!("hytm model: an isolated section's lock was taken"),
@@ -110,6 +123,57 @@ unsafe impl lock_api::RawMutex for RawElidedMutex {
     }
 }
 
+// SAFETY: as for `RawMutex`: a fair unlock of a transactional section is
+// its commit (nobody waits on a lock held transactionally); of a real one,
+// parking_lot's fair unlock. `bump` yields only a real lock.
+unsafe impl lock_api::RawMutexFair for RawElidedMutex {
+    #[inline]
+    unsafe fn unlock_fair(&self, guard: Self::Guard) {
+        release(&self.elision, self.key(), guard, |g| {
+            // SAFETY: the guard state came from this lock's real `lock` or
+            // `try_lock`, as the caller guarantees.
+            unsafe { self.lock.unlock_fair(g) }
+        })
+    }
+
+    #[inline]
+    unsafe fn bump(&self, guard: &mut Self::Guard) {
+        super::bump(self.key(), guard, |g| {
+            // SAFETY: `g` is this lock's real guard state (the caller holds
+            // the lock).
+            unsafe { self.lock.bump(g) }
+        })
+    }
+}
+
+// SAFETY: a timed acquisition is a transaction if one can start now (as
+// `try_lock`, but waiting out a busy lock word within the policy's bounds),
+// else parking_lot's timed acquisition of the real lock.
+unsafe impl lock_api::RawMutexTimed for RawElidedMutex {
+    type Duration = std::time::Duration;
+    type Instant = std::time::Instant;
+
+    fn try_lock_for(&self, timeout: Self::Duration) -> Option<Self::Guard> {
+        match std::time::Instant::now().checked_add(timeout) {
+            Some(deadline) => self.try_lock_until(deadline),
+            None => Some(lock_api::RawMutex::lock(self)),
+        }
+    }
+
+    fn try_lock_until(&self, deadline: Self::Instant) -> Option<Self::Guard> {
+        super::acquire_until(
+            &self.elision,
+            self.key(),
+            || self.lock.is_locked(),
+            || false,
+            || self.lock.try_lock(),
+            || self.lock.try_lock_until(deadline),
+            || std::time::Instant::now() >= deadline,
+            RawElidedMutex::take_for_model,
+        )
+    }
+}
+
 /// A mutual-exclusion lock whose critical sections run as hardware
 /// transactions where RTM is usable, and under parking_lot's mutex otherwise.
 ///
@@ -150,8 +214,64 @@ unsafe impl lock_api::RawMutex for RawElidedMutex {
 /// }
 /// assert_eq!(*counter.lock(), 2000);
 /// ```
+#[repr(transparent)] // `lock_arc` casts `Arc<Self>` to `Arc<Inner>`
 pub struct ElidedMutex<T: ?Sized> {
     inner: lock_api::Mutex<RawElidedMutex, T>,
+}
+
+/// `ElidedMutex` is `lock_api::Mutex<RawElidedMutex, T>` with hytm's
+/// constructors: it dereferences to it, so every `lock_api::Mutex` method
+/// (`try_lock_for`, `try_lock_until`, `data_ptr`, `force_unlock`, ...) and
+/// every guard function (`MutexGuard::map`, `unlock_fair`, `bump`,
+/// `unlocked`) is there.
+///
+/// ```
+/// use std::time::Duration;
+/// let m = hytm::ElidedMutex::new(vec![1, 2]);
+/// let g = m.try_lock_for(Duration::from_millis(10)).expect("free");
+/// let first = hytm::ElidedMutexGuard::map(g, |v| &mut v[0]);
+/// assert_eq!(*first, 1);
+/// ```
+impl<T: ?Sized> std::ops::Deref for ElidedMutex<T> {
+    type Target = lock_api::Mutex<RawElidedMutex, T>;
+
+    fn deref(&self) -> &Self::Target {
+        &self.inner
+    }
+}
+
+impl<T: ?Sized> ElidedMutex<T> {
+    /// Locks through an `Arc`, returning a guard that owns a clone of it
+    /// (`lock_api`'s `lock_arc`).
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// let m = Arc::new(hytm::ElidedMutex::new(0));
+    /// let mut g = m.lock_arc();
+    /// *g += 1;
+    /// drop(g);
+    /// assert_eq!(*m.lock(), 1);
+    /// ```
+    pub fn lock_arc(self: &std::sync::Arc<Self>) -> lock_api::ArcMutexGuard<RawElidedMutex, T> {
+        Self::as_inner_arc(self).lock_arc()
+    }
+
+    /// [`ElidedMutex::lock_arc`] without waiting: `None` if it is held.
+    pub fn try_lock_arc(
+        self: &std::sync::Arc<Self>,
+    ) -> Option<lock_api::ArcMutexGuard<RawElidedMutex, T>> {
+        Self::as_inner_arc(self).try_lock_arc()
+    }
+
+    fn as_inner_arc(
+        this: &std::sync::Arc<Self>,
+    ) -> std::sync::Arc<lock_api::Mutex<RawElidedMutex, T>> {
+        let raw = std::sync::Arc::into_raw(std::sync::Arc::clone(this));
+        // SAFETY: `ElidedMutex` is `repr(transparent)` over the lock_api
+        // mutex, so the pointee has the same layout and metadata, and the
+        // `Arc` allocation is the same one (its count was just raised).
+        unsafe { std::sync::Arc::from_raw(raw as *const lock_api::Mutex<RawElidedMutex, T>) }
+    }
 }
 
 /// The guard of an [`ElidedMutex`]: dropping it commits the transaction or
