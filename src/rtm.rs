@@ -764,7 +764,7 @@ pub const MODEL: bool = cfg!(hytm_model);
 /// buffered and revalidated on every operation, commits written back
 /// atomically, strong isolation against the software path, capacity in
 /// distinct 64-byte lines. Elided sections are isolated from each other and
-/// from real lock holders by a model-wide lock; an abort delivered inside
+/// from real lock holders per lock (read sections share); an abort delivered inside
 /// one promotes it to its real locks. It cannot show real capacity,
 /// status-0 aborts (interrupts, faults, system calls) or timing.
 #[cfg(hytm_model)]

@@ -40,15 +40,19 @@
 //! An elided critical section is not a closure: `lock()` returns inside the
 //! transaction and the section runs in the caller's frame, touching its data
 //! with plain loads and stores the model cannot buffer. Such a section is
-//! *isolated* ([`isolate`]): it holds the model lock from its subscription
-//! to its commit, and every real acquisition of an elided lock takes the
-//! model lock too ([`with_lock`]), so no real holder overlaps it and no
-//! commit invalidates what it read. An abort delivered inside an isolated
-//! section (an explicit `xabort`, capacity) cannot return to `xbegin`: the
-//! model *promotes* the section instead. It takes for real every lock the
-//! transaction elided (all free: nobody could acquire them meanwhile),
-//! writes back the buffered words, and leaves the transaction; the section
-//! goes on under the real locks, an execution real locking allows.
+//! *isolated* instead ([`isolate_lock`]): it holds its lock's isolation
+//! (shared for a read section, exclusive otherwise) from its subscription to
+//! the end of its transaction, and every real acquisition of an elided lock
+//! takes the same isolation around the acquisition ([`with_isolation`]), so
+//! no real holder overlaps a section that elided the same lock. Once such a
+//! transaction touches transactional words it also holds the model lock to
+//! its end, so that no commit invalidates what it read. An abort delivered
+//! inside an isolated section (an explicit `xabort`, capacity) cannot
+//! return to `xbegin`: the model *promotes* the section instead. It takes
+//! for real every lock the transaction elided (free: nobody could acquire
+//! them meanwhile, but for real readers beside a read section), writes back
+//! the buffered words, and leaves the transaction; the section goes on under
+//! the real locks, an execution real locking allows.
 //!
 //! # What it cannot show
 //!
@@ -163,10 +167,8 @@ fn unlock() {
     }
 }
 
-/// Runs `f` holding the model lock: what a real acquisition of an elided
-/// lock does under the model, so that it never overlaps an isolated
-/// section.
-pub fn with_lock<R>(f: impl FnOnce() -> R) -> R {
+/// Runs `f` holding the model lock (the non-transactional shim operations).
+fn with_lock<R>(f: impl FnOnce() -> R) -> R {
     lock();
     struct Unlock;
     impl Drop for Unlock {

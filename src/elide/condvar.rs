@@ -15,7 +15,7 @@ pub struct RawElidedCondvar {
     inner: parking_lot::RawCondvar,
     /// Under the HTM model, waiters sleep on this gate rather than on the
     /// mutex's real lock, and retake the real lock through the model: a
-    /// re-acquisition inside parking_lot's wait would bypass the model lock
+    /// re-acquisition inside parking_lot's wait would bypass the isolation
     /// that keeps real holders from overlapping isolated sections.
     #[cfg(hytm_model)]
     gate: parking_lot::RawMutex,

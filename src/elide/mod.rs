@@ -678,8 +678,8 @@ mod model {
     }
 
     /// A real (blocking) acquisition. Under the model, with a hardware
-    /// path, it happens under the model lock, so it never overlaps an
-    /// isolated section; it waits for the lock outside the model lock.
+    /// path, it happens under the lock's isolation, so it never overlaps a
+    /// section that elided the lock; it waits for the lock outside it.
     #[inline(always)]
     pub(super) fn lock_real<G>(
         rt: &Runtime,
@@ -706,7 +706,7 @@ mod model {
     }
 
     /// A real timed acquisition; under the model, a loop of `try_lock`
-    /// under the model lock until `expired`.
+    /// under the lock's isolation until `expired`.
     #[inline(always)]
     pub(super) fn lock_real_until<G>(
         rt: &Runtime,

@@ -28,7 +28,7 @@ pub struct RawElidedMutex {
 
 impl RawElidedMutex {
     /// Retakes the real lock after a condition-variable wait under the HTM
-    /// model (through the model lock, like every real acquisition there).
+    /// model (under the lock's isolation, like every real acquisition there).
     #[cfg(hytm_model)]
     pub(super) fn relock_for_model(&self) -> <parking_lot::RawMutex as lock_api::RawMutex>::Guard {
         super::model::lock_real(
