@@ -39,6 +39,11 @@ pub use hytm_fallback::Restart;
 /// with hytm's constructors, so its guards, `MappedMutexGuard` and the
 /// condition variable come from here.
 pub use lock_api;
+/// lock_api 0.4 (feature `lock_api_04`): the raw elided locks implement its
+/// `RawMutex` and `RawRwLock` too, so `lock_api_04::Mutex<RawElidedMutex,
+/// T>` works where code is on parking_lot 0.12's lock_api.
+#[cfg(feature = "lock_api_04")]
+pub use lock_api_04;
 pub use policy::{FallbackKind, Policy};
 pub use runtime::{
     in_transaction, init, mode, mode_reason, Config, ConfigError, Injection, Mode, StatsOutput,

@@ -10,6 +10,8 @@
 //! on the lock word.
 
 mod condvar;
+#[cfg(feature = "lock_api_04")]
+mod lock_api_04;
 mod mutex;
 mod rwlock;
 
@@ -429,6 +431,13 @@ mod held {
                 k.lock_addr() == key.lock_addr() && (key.is_exclusive() || k.is_exclusive())
             })
         })
+    }
+
+    /// Whether this thread's transaction entered exactly `key`.
+    #[cfg(feature = "lock_api_04")]
+    pub(super) fn contains(key: Held) -> bool {
+        let len = LEN.with(Cell::get);
+        KEYS.with(|keys| keys[..len].iter().any(|k| k.get() == key.0))
     }
 
     /// A held section changed mode (an upgrade or a downgrade).
