@@ -415,6 +415,8 @@ mod tests {
     }
 
     #[test]
+    // Timing-based (a 30 ms serial transaction): not a Miri test.
+    #[cfg_attr(miri, ignore)]
     fn a_software_commit_is_waited_out_on_seq() {
         // A serial transaction holds `seq` odd for a while; a hardware
         // attempt that met it (0xfe) waits on `seq`, whatever its own lock

@@ -591,7 +591,9 @@ impl Rtm {
     pub(crate) fn begin_scoped<R>(self, f: impl FnOnce() -> R) -> Result<R, AbortStatus> {
         #[cfg(hytm_model)]
         {
-            imp::begin_model();
+            if !hytm_fallback::model::begin() {
+                return Err(AbortStatus(0));
+            }
             hytm_fallback::model::catch(hytm_fallback::model::Frame::Attempt, f)
                 .map_err(AbortStatus)
         }
@@ -805,18 +807,17 @@ mod imp {
         }
     }
 
-    pub fn begin_model() {
-        model::begin();
-    }
-
     /// # Safety
     /// None under the model; kept `unsafe` like the hardware backend.
     /// An abort does not come back here: it unwinds to the innermost
     /// catch frame ([`super::Rtm::transaction`] and the runtime's attempt
     /// loops).
     pub unsafe fn xbegin() -> u32 {
-        model::begin();
-        STARTED
+        if model::begin() {
+            STARTED
+        } else {
+            0
+        }
     }
 
     /// # Safety

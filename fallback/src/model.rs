@@ -66,7 +66,7 @@
 //! promote to): the model panics with a message saying so.
 
 use std::any::Any;
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::HashSet;
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::atomic::{AtomicU64 as StdAtomicU64, AtomicUsize, Ordering};
@@ -122,6 +122,10 @@ static WRITE_BACK: StdAtomicU64 = StdAtomicU64::new(0);
 
 thread_local! {
     static TOKEN: u8 = const { 0 };
+    /// How many times this thread holds the model lock. Apart from `STATE`
+    /// and without drop glue, so it outlives thread teardown: the software
+    /// path's stores in other thread-locals' destructors still take the lock.
+    static LOCK_COUNT: Cell<u32> = const { Cell::new(0) };
     static STATE: RefCell<State> = RefCell::new(State::default());
 }
 
@@ -131,7 +135,7 @@ fn token() -> usize {
 
 /// How many times this thread holds the model lock.
 fn held() -> u32 {
-    STATE.with(|s| s.borrow().lock_count)
+    LOCK_COUNT.with(Cell::get)
 }
 
 fn lock() {
@@ -152,14 +156,13 @@ fn lock() {
             }
         }
     }
-    STATE.with(|s| s.borrow_mut().lock_count += 1);
+    LOCK_COUNT.with(|c| c.set(c.get() + 1));
 }
 
 fn unlock() {
-    let last = STATE.with(|s| {
-        let mut s = s.borrow_mut();
-        s.lock_count -= 1;
-        s.lock_count == 0
+    let last = LOCK_COUNT.with(|c| {
+        c.set(c.get() - 1);
+        c.get() == 0
     });
     if last {
         // Release: publishes the critical section to the next holder.
@@ -236,6 +239,19 @@ fn isolation_acquire(addr: usize, exclusive: bool, wait: Wait) -> bool {
     }
 }
 
+/// Turns the caller's shared isolation of `addr` into an exclusive one, if
+/// nobody else shares it.
+fn isolation_upgrade(addr: usize) -> bool {
+    let mut table = ISOLATION.lock().unwrap_or_else(|e| e.into_inner());
+    match table.iter_mut().find(|e| e.0 == addr) {
+        Some(e) if e.1 == 1 && !e.2 => {
+            *e = (addr, 0, true);
+            true
+        }
+        _ => false,
+    }
+}
+
 fn isolation_release(addr: usize, exclusive: bool) {
     let mut table = ISOLATION.lock().unwrap_or_else(|e| e.into_inner());
     if let Some(i) = table.iter().position(|e| e.0 == addr) {
@@ -308,7 +324,6 @@ struct Level {
 
 #[derive(Default)]
 struct State {
-    lock_count: u32,
     depth: u32,
     /// Increases with every outermost begin, so frames of an earlier
     /// transaction are told apart.
@@ -375,13 +390,19 @@ struct ModelAbort {
 /// Whether this thread is inside a model transaction (`xtest`).
 #[inline]
 pub fn test() -> bool {
-    STATE.with(|s| s.borrow().depth > 0)
+    // try_with: in thread-local destructors (a lock taken in one) the state
+    // may be gone, and no transaction runs there.
+    STATE.try_with(|s| s.borrow().depth > 0).unwrap_or(false)
 }
 
 /// `xbegin`: starts a transaction or nests one level deeper. A level past
-/// [`MAX_DEPTH`] aborts the transaction.
-pub fn begin() {
-    let overflow = STATE.with(|s| {
+/// [`MAX_DEPTH`] aborts the transaction. Returns `false`, starting nothing,
+/// where the model cannot run a transaction: in a thread-local destructor
+/// after its state was torn down (the caller reports a status-0 abort, as
+/// an interrupt would be).
+#[must_use]
+pub fn begin() -> bool {
+    let overflow = STATE.try_with(|s| {
         let mut s = s.borrow_mut();
         if s.depth == 0 {
             s.generation += 1;
@@ -396,8 +417,13 @@ pub fn begin() {
             false
         }
     });
-    if overflow {
-        abort(status::NESTED);
+    match overflow {
+        Ok(true) => {
+            abort(status::NESTED);
+            true
+        }
+        Ok(false) => true,
+        Err(_) => false,
     }
 }
 
@@ -438,7 +464,7 @@ fn commit() {
         s.clear_tx();
         if isolated {
             // The isolation's own hold; ours is released below.
-            s.lock_count -= 1;
+            LOCK_COUNT.with(|c| c.set(c.get() - 1));
         }
         true
     });
@@ -593,8 +619,10 @@ fn limitation(status: u32) -> ! {
 fn release_isolation(s: &mut State) {
     if s.isolated {
         s.isolated = false;
-        s.lock_count -= 1;
-        if s.lock_count == 0 {
+        if LOCK_COUNT.with(|c| {
+            c.set(c.get() - 1);
+            c.get() == 0
+        }) {
             // Release: as in `unlock`.
             OWNER.store(0, Ordering::Release);
         }
@@ -693,10 +721,26 @@ pub fn isolate_lock(addr: usize, exclusive: bool, wait: Wait) -> bool {
         s.borrow()
             .isolations
             .iter()
-            .any(|&(a, e)| a == addr && (e || !exclusive))
+            .find(|&&(a, _)| a == addr)
+            .map(|&(_, e)| e)
     });
-    if held {
-        return true;
+    match held {
+        Some(e) if e || !exclusive => return true,
+        // Held shared by this transaction alone: strengthen it in place (a
+        // read section that then takes an upgradable read or a write of
+        // the same lock in the same transaction).
+        Some(_) if isolation_upgrade(addr) => {
+            STATE.with(|s| {
+                for iso in s.borrow_mut().isolations.iter_mut() {
+                    if iso.0 == addr {
+                        iso.1 = true;
+                    }
+                }
+            });
+            return true;
+        }
+        Some(_) => return false,
+        None => {}
     }
     if !isolation_acquire(addr, exclusive, wait) {
         return false;
@@ -714,16 +758,16 @@ fn isolate_words(s: &mut State) -> bool {
     if s.isolated || !s.dirty {
         return true;
     }
-    lock_held_by(s);
+    lock_held_by();
     if !s.valid() {
-        unlock_held_by(s);
+        unlock_held_by();
         return false;
     }
     s.isolated = true;
     true
 }
 
-fn lock_held_by(s: &mut State) {
+fn lock_held_by() {
     let me = token();
     if OWNER.load(Ordering::Relaxed) != me {
         let mut spins = 0u32;
@@ -740,12 +784,14 @@ fn lock_held_by(s: &mut State) {
             }
         }
     }
-    s.lock_count += 1;
+    LOCK_COUNT.with(|c| c.set(c.get() + 1));
 }
 
-fn unlock_held_by(s: &mut State) {
-    s.lock_count -= 1;
-    if s.lock_count == 0 {
+fn unlock_held_by() {
+    if LOCK_COUNT.with(|c| {
+        c.set(c.get() - 1);
+        c.get() == 0
+    }) {
         // Release: as in `unlock`.
         OWNER.store(0, Ordering::Release);
     }
@@ -790,19 +836,22 @@ pub fn exit_section(key: usize) -> Option<Box<dyn Any>> {
 /// changes mode, waits on a condition variable or is released). `None`,
 /// changing nothing, if the section was not promoted.
 pub fn take_promoted(key: usize) -> Option<Box<dyn Any>> {
-    STATE.with(|s| {
-        let mut s = s.borrow_mut();
-        let i = s.promoted.iter().rposition(|(k, _)| *k == key)?;
-        let guard = s.promoted.remove(i).1;
-        if let Some(f) = s
-            .frames
-            .iter()
-            .rposition(|f| matches!(f, FrameEntry::Section { .. }))
-        {
-            s.frames.remove(f);
-        }
-        Some(guard)
-    })
+    STATE
+        .try_with(|s| {
+            let mut s = s.borrow_mut();
+            let i = s.promoted.iter().rposition(|(k, _)| *k == key)?;
+            let guard = s.promoted.remove(i).1;
+            if let Some(f) = s
+                .frames
+                .iter()
+                .rposition(|f| matches!(f, FrameEntry::Section { .. }))
+            {
+                s.frames.remove(f);
+            }
+            Some(guard)
+        })
+        .ok()
+        .flatten()
 }
 
 /// A section changed mode inside its transaction (an upgrade or a

@@ -19,6 +19,11 @@ pub struct RawElidedCondvar {
     /// that keeps real holders from overlapping isolated sections.
     #[cfg(hytm_model)]
     gate: parking_lot::RawMutex,
+    /// Under the HTM model: the mutex the current waiters wait with, and
+    /// how many there are (parking_lot panics when a condition variable is
+    /// used with two mutexes at once; with the gate it cannot see that).
+    #[cfg(hytm_model)]
+    waiting_on: std::sync::Mutex<(usize, usize)>,
 }
 
 /// Leaves the transaction before an operation that cannot run inside one.
@@ -44,6 +49,8 @@ unsafe impl lock_api::RawCondvar for RawElidedCondvar {
         inner: <parking_lot::RawCondvar as lock_api::RawCondvar>::INIT,
         #[cfg(hytm_model)]
         gate: <parking_lot::RawMutex as lock_api::RawMutex>::INIT,
+        #[cfg(hytm_model)]
+        waiting_on: std::sync::Mutex::new((0, 0)),
     };
 
     type RawMutex = RawElidedMutex;
@@ -100,6 +107,15 @@ impl RawElidedCondvar {
         #[cfg(hytm_model)]
         {
             use lock_api::RawMutex as _;
+            let me = mutex as *const RawElidedMutex as usize;
+            {
+                let mut w = self.waiting_on.lock().unwrap_or_else(|e| e.into_inner());
+                if w.1 > 0 && w.0 != me {
+                    drop(w);
+                    panic!("attempted to use a condition variable with more than one mutex");
+                }
+                *w = (me, w.1 + 1);
+            }
             let mut gate = self.gate.lock();
             // SAFETY: the gate is taken before the real lock is let go, so a
             // notifier that took the real lock to change the condition
@@ -110,6 +126,10 @@ impl RawElidedCondvar {
             let timed_out = unsafe { park(&self.inner, &self.gate, &mut gate, deadline) };
             // SAFETY: `gate` is the state of our hold.
             unsafe { self.gate.unlock(gate) };
+            {
+                let mut w = self.waiting_on.lock().unwrap_or_else(|e| e.into_inner());
+                w.1 -= 1;
+            }
             let fresh = mutex.relock_for_model();
             // SAFETY: `g` was read out above; this puts a live state back.
             unsafe { std::ptr::write(g, fresh) };

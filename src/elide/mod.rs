@@ -309,6 +309,13 @@ fn debug_must_not_peek(key: Held) -> bool {
     crate::in_transaction() && held::conflicts(key)
 }
 
+/// Whether this thread's transaction holds `key`'s lock (any entry, or only
+/// a write entry when `write`).
+#[cold]
+fn held_here(key: Held, write: bool) -> bool {
+    crate::in_transaction() && held::holds(key, write)
+}
+
 /// What [`Elision::enter`] decided.
 enum Entering {
     /// Inside a transaction subscribed to the lock.
@@ -322,9 +329,8 @@ enum Entering {
 }
 
 /// A lock held by the current transaction: the lock's address, with bit 0
-/// set for exclusive access and bit 1 for an upgradable read (which is
-/// exclusive too, for the held set: it excludes writers and other
-/// upgradable reads).
+/// set for exclusive access and bit 1 for an upgradable read (which
+/// excludes writers and other upgradable reads, not plain reads).
 #[derive(Clone, Copy, PartialEq, Eq)]
 struct Held(usize);
 
@@ -340,11 +346,20 @@ impl Held {
     }
 
     fn upgradable<T>(lock: &T) -> Held {
-        Held(lock as *const T as usize | Self::EXCLUSIVE | Self::UPGRADABLE)
+        Held(lock as *const T as usize | Self::UPGRADABLE)
     }
 
+    /// A write or an upgradable read: one at a time, and (for the model's
+    /// isolation and the adaptive state) a section that may write.
     fn is_exclusive(self) -> bool {
-        self.0 & Self::EXCLUSIVE != 0
+        self.0 & Self::MODE != 0
+    }
+
+    /// Whether two sections of the same lock exclude each other: a write
+    /// excludes everything, an upgradable read other upgradable reads.
+    fn excludes(self, other: Held) -> bool {
+        let write = |h: Held| h.0 & Self::EXCLUSIVE != 0;
+        write(self) || write(other) || self.0 & other.0 & Self::UPGRADABLE != 0
     }
 
     fn lock_addr(self) -> usize {
@@ -428,7 +443,7 @@ mod held {
         KEYS.with(|keys| {
             keys[..len].iter().any(|k| {
                 let k = Held(k.get());
-                k.lock_addr() == key.lock_addr() && (key.is_exclusive() || k.is_exclusive())
+                k.lock_addr() == key.lock_addr() && key.excludes(k)
             })
         })
     }
@@ -438,6 +453,17 @@ mod held {
     pub(super) fn contains(key: Held) -> bool {
         let len = LEN.with(Cell::get);
         KEYS.with(|keys| keys[..len].iter().any(|k| k.get() == key.0))
+    }
+
+    /// Whether an entry of `key`'s lock is held (a write entry when `write`).
+    pub(super) fn holds(key: Held, write: bool) -> bool {
+        let len = LEN.with(Cell::get);
+        KEYS.with(|keys| {
+            keys[..len].iter().any(|k| {
+                let k = Held(k.get());
+                k.lock_addr() == key.lock_addr() && (!write || k.0 & Held::EXCLUSIVE != 0)
+            })
+        })
     }
 
     /// A held section changed mode (an upgrade or a downgrade).

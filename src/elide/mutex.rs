@@ -121,9 +121,11 @@ unsafe impl lock_api::RawMutex for RawElidedMutex {
         })
     }
 
+    /// The real lock's state, or, inside this thread's transaction, whether
+    /// that transaction holds the lock.
     #[inline]
     fn is_locked(&self) -> bool {
-        self.lock.is_locked()
+        self.lock.is_locked() || super::held_here(self.key(), false)
     }
 }
 

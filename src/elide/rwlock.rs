@@ -165,14 +165,17 @@ unsafe impl lock_api::RawRwLock for RawElidedRwLock {
         })
     }
 
+    /// The real lock's state, or, inside this thread's transaction, whether
+    /// that transaction holds the lock (other threads' transactional
+    /// sections hold nothing that can be seen).
     #[inline]
     fn is_locked(&self) -> bool {
-        self.lock.is_locked()
+        self.lock.is_locked() || super::held_here(Held::new(self, false), false)
     }
 
     #[inline]
     fn is_locked_exclusive(&self) -> bool {
-        self.lock.is_locked_exclusive()
+        self.lock.is_locked_exclusive() || super::held_here(Held::new(self, false), true)
     }
 }
 
