@@ -254,7 +254,7 @@ fn spin(spins: u32) {
 /// shortens the skip length of a recovering site. A steady hardware
 /// workload never writes it.
 ///
-/// DESIGN.md asks for adaptive state "on its own cache lines"; a padded
+/// docs/design.md asks for adaptive state "on its own cache lines"; a padded
 /// word would make every elided lock 128 bytes larger, and with writes
 /// limited as above the shared line costs nothing on the hardware path.
 #[derive(Debug, Default)]

@@ -2,7 +2,7 @@
 //! dispatcher that runs one closure as an RTM transaction, as a NOrec
 //! software transaction, or serially, by the policy.
 //!
-//! The hybrid protocol (DESIGN.md, Hybrid NOrec with a software-activity
+//! The hybrid protocol (docs/design.md, Hybrid NOrec with a software-activity
 //! counter): a hardware transaction reads `sw_active` right after `xbegin`;
 //! if it is non-zero it also reads `seq` and aborts (`0xfe`) if `seq` is odd;
 //! it then reads and writes the cells directly, and if `sw_active` was
