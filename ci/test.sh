@@ -29,6 +29,10 @@ cargo fmt --all -- --check
 step "cargo clippy --all-targets -D warnings"
 cargo clippy --workspace --all-targets -- -D warnings
 
+step "rustdoc: no broken or private intra-doc links"
+RUSTDOCFLAGS="-D rustdoc::broken_intra_doc_links -D rustdoc::private_intra_doc_links" \
+    cargo doc --workspace --no-deps
+
 step "tests, auto mode"
 suite auto env -u HYTM_MODE -u HYTM_INJECT -u HYTM_STATS cargo test --workspace
 
