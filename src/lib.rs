@@ -55,13 +55,14 @@
 //!
 //! # Environment
 //!
-//! Read once, at the first use of any hytm type (or by [`init`]):
+//! Read once, at the first use of any hytm type (or by [`init`]); an empty
+//! value is the same as an unset variable:
 //!
 //! | variable | values | meaning |
 //! | --- | --- | --- |
 //! | `HYTM_MODE` | `auto` (default), `htm`, `fallback` | `htm` is an error where RTM is not usable; `fallback` never executes `xbegin` |
 //! | `HYTM_INJECT` | `<cause>:<probability>[,...]`, cause `conflict`, `capacity`, `retry`, `explicit`, `nested`, `debug`, `other`, or `rollback`; probabilities add up to at most 1 | abort (or roll back) that share of attempts, on any machine |
-//! | `HYTM_STATS` | `stderr`, `json:<path>` | the [`stats`] report at process exit |
+//! | `HYTM_STATS` | `stderr`, `json:<path>` | the [`stats`] report at process exit (the JSON file is created at initialisation) |
 //!
 //! A bad value is a [`ConfigError`] naming the variable, the value and what
 //! is accepted: [`init`] returns it, and otherwise the first use panics with
