@@ -120,7 +120,8 @@ mod idx {
     pub const STM_COMMITS: usize = FALLBACK_LOCK + 1;
     pub const STM_RESTARTS: usize = STM_COMMITS + 1;
     pub const SERIAL: usize = STM_RESTARTS + 1;
-    pub const LEN: usize = SERIAL + 1;
+    pub const CANCELS: usize = SERIAL + 1;
+    pub const LEN: usize = CANCELS + 1;
 }
 
 type Counters = [u64; idx::LEN];
@@ -233,6 +234,9 @@ pub(crate) struct Execution {
     pub stm_commits: u32,
     pub stm_restarts: u32,
     pub serial: bool,
+    /// The body cancelled (`TxError::Cancel`): counted here, on no commit
+    /// path.
+    pub cancelled: bool,
     pub aborts: [u32; 7],
     pub explicit: [u32; 17],
 }
@@ -264,6 +268,7 @@ impl Execution {
             slot.add(idx::STM_COMMITS, self.stm_commits.into());
             slot.add(idx::STM_RESTARTS, self.stm_restarts.into());
             slot.add(idx::SERIAL, self.serial.into());
+            slot.add(idx::CANCELS, self.cancelled.into());
             if self.attempts > u32::from(self.hw_committed) {
                 for (k, n) in self.aborts.iter().enumerate() {
                     slot.add(idx::ABORTS + k, (*n).into());
@@ -403,6 +408,10 @@ pub struct SiteStats {
     pub stm_restarts: u64,
     /// Serial-irrevocable runs.
     pub serial: u64,
+    /// Executions whose body cancelled ([`TxError::Cancel`](crate::TxError::Cancel)):
+    /// everything rolled back, counted on no commit path (and not in
+    /// [`executions`](SiteStats::executions)).
+    pub cancels: u64,
 }
 
 impl SiteStats {
@@ -424,6 +433,7 @@ impl SiteStats {
             stm_commits: c[idx::STM_COMMITS],
             stm_restarts: c[idx::STM_RESTARTS],
             serial: c[idx::SERIAL],
+            cancels: c[idx::CANCELS],
         }
     }
 
@@ -509,6 +519,11 @@ impl SiteStats {
 
     /// Aborts per hardware attempt, 0 when nothing was attempted.
     ///
+    /// Without a hardware path (no RTM, or fallback mode) attempts exist
+    /// only under injection (`HYTM_INJECT`): they are simulated, no
+    /// `xbegin` runs, and each one is an injected abort, so the rate is 1.
+    /// [`Report`]'s table says so under it.
+    ///
     /// ```
     /// use hytm::{rtm::AbortCause, Config, Policy, Site, TCell};
     /// Config::new().inject(AbortCause::Conflict, 1.0).install()?;
@@ -566,6 +581,7 @@ impl SiteStats {
         self.stm_commits += o.stm_commits;
         self.stm_restarts += o.stm_restarts;
         self.serial += o.serial;
+        self.cancels += o.cancels;
     }
 }
 
@@ -678,6 +694,7 @@ impl Report {
                     "stm_commits": s.stm_commits,
                     "stm_restarts": s.stm_restarts,
                     "serial": s.serial,
+                    "cancels": s.cancels,
                     "abort_rate": s.abort_rate(),
                     "hw_commit_share": s.hw_commit_share(),
                 })
@@ -706,6 +723,7 @@ impl fmt::Display for Report {
             "stm",
             "stm-rst",
             "serial",
+            "cancel",
             "hw-share",
         ];
         let rows: Vec<Vec<String>> = self
@@ -733,6 +751,7 @@ impl fmt::Display for Report {
                     s.stm_commits.to_string(),
                     s.stm_restarts.to_string(),
                     s.serial.to_string(),
+                    s.cancels.to_string(),
                     format!("{:.1}%", 100.0 * s.hw_commit_share()),
                 ]
             })
@@ -762,6 +781,12 @@ impl fmt::Display for Report {
         }
         if rows.is_empty() {
             writeln!(f, "(no site has counted anything)")?;
+        }
+        if crate::runtime::runtime().rtm.is_none() && self.sites.iter().any(|s| s.attempts > 0) {
+            writeln!(
+                f,
+                "(no hardware path in this mode: attempts are simulated by injection, each one an injected abort, so abort% is 100)"
+            )?;
         }
         Ok(())
     }

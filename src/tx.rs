@@ -799,6 +799,8 @@ struct SoftwareRun {
     restarts: u32,
     serial: bool,
     rollbacks: u32,
+    /// The body cancelled: counted as a cancel, on no commit path.
+    cancelled: bool,
     /// `atomic_irrevocable`: its serial runs start irrevocable, so they are
     /// never rolled back.
     irrevocable: bool,
@@ -829,6 +831,7 @@ impl SoftwareRun {
                 rollbacks: self.rollbacks,
                 serial: self.serial && !lock_fallback,
                 fallback_lock: lock_fallback && self.serial,
+                cancelled: self.cancelled,
                 ..Execution::default()
             };
             exec.commit_to(site);
@@ -873,7 +876,10 @@ fn run_software<'env, R, E>(
                     return Ok(v);
                 }
             }
-            Err(TxError::Cancel(e)) => return Err(e),
+            Err(TxError::Cancel(e)) => {
+                sw.cancelled = true;
+                return Err(e);
+            }
             Err(TxError::Restart(_)) if tx.want_serial => break,
             Err(TxError::Restart(_)) => {}
         }
@@ -924,7 +930,10 @@ fn run_serial<'env, R, E>(
                 return Ok(v);
             }
             // Dropping the serial transaction undoes its writes.
-            Err(TxError::Cancel(e)) => return Err(e),
+            Err(TxError::Cancel(e)) => {
+                sw.cancelled = true;
+                return Err(e);
+            }
             // A serial run cannot conflict; a body that asks to restart
             // anyway (a user-level retry) gets a clean rerun.
             Err(TxError::Restart(_)) => {

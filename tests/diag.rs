@@ -295,3 +295,25 @@ fn contention_duration_accepts_units() {
         );
     }
 }
+
+/// The abort rate says what it is a rate of: without a hardware path the
+/// attempts are simulated by injection, and every one is an injected abort.
+#[test]
+fn abort_rate_says_what_it_is_a_rate_of() {
+    let out = diag(
+        &["contention", "--threads", "1", "--duration", "0.1"],
+        &[("HYTM_INJECT", "conflict:0.3")],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let s = text(&out.stdout);
+    let line = s
+        .lines()
+        .find(|l| l.starts_with("abort rate"))
+        .unwrap_or_else(|| panic!("no abort rate in {s}"));
+    if hytm::mode() == hytm::Mode::Hardware {
+        assert!(line.ends_with("of hardware attempts"), "{line}");
+    } else {
+        assert!(line.contains("100.00% of simulated attempts"), "{line}");
+        assert!(line.contains("each one an injected abort"), "{line}");
+    }
+}
