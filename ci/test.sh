@@ -33,6 +33,13 @@ step "rustdoc: no broken or private intra-doc links"
 RUSTDOCFLAGS="-D rustdoc::broken_intra_doc_links -D rustdoc::private_intra_doc_links" \
     cargo doc --workspace --no-deps
 
+step "the library without default features (no hytm-diag dependencies)"
+cargo clippy -p hytm --no-default-features --lib -- -D warnings
+
+step "packaging: cargo publish --dry-run of both crates"
+# --workspace packages hytm-fallback first and verifies hytm against it.
+cargo publish --dry-run --workspace --allow-dirty --quiet
+
 step "tests, auto mode"
 suite auto env -u HYTM_MODE -u HYTM_INJECT -u HYTM_STATS cargo test --workspace
 

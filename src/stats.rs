@@ -658,50 +658,86 @@ impl Report {
     /// assert!(v["sites"].is_array());
     /// ```
     pub fn to_json(&self) -> String {
-        let sites: Vec<serde_json::Value> = self
-            .sites
-            .iter()
-            .map(|s| {
-                let aborts: serde_json::Map<String, serde_json::Value> = AbortCause::ALL
-                    .iter()
-                    .map(|c| (c.name().to_string(), s.aborts_of(*c).into()))
-                    .collect();
-                let mut explicit: serde_json::Map<String, serde_json::Value> = (0..16u8)
-                    .filter(|i| s.explicit_runtime[usize::from(*i)] > 0)
-                    .map(|i| {
-                        (
-                            format!("{:#04x}", code::RESERVED_START + i),
-                            s.explicit_runtime[usize::from(i)].into(),
-                        )
-                    })
-                    .collect();
-                if s.explicit_user > 0 {
-                    explicit.insert("user".into(), s.explicit_user.into());
-                }
-                serde_json::json!({
-                    "name": s.name,
-                    "kind": s.kind.name(),
-                    "attempts": s.attempts,
-                    "hw_commits": s.hw_commits,
-                    "aborts": aborts,
-                    "explicit_codes": explicit,
-                    "injected": s.injected,
-                    "rollbacks": s.rollbacks,
-                    "retries": s.retries,
-                    "waits": s.waits,
-                    "skipped": s.skipped,
-                    "fallback_lock": s.fallback_lock,
-                    "stm_commits": s.stm_commits,
-                    "stm_restarts": s.stm_restarts,
-                    "serial": s.serial,
-                    "cancels": s.cancels,
-                    "abort_rate": s.abort_rate(),
-                    "hw_commit_share": s.hw_commit_share(),
+        // Written by hand (a fixed, flat shape), so the library needs no
+        // JSON dependency.
+        let mut out = String::new();
+        out.push_str("{\"mode\":");
+        json_str(&mut out, crate::mode().name());
+        out.push_str(",\"sites\":[");
+        for (n, s) in self.sites.iter().enumerate() {
+            if n > 0 {
+                out.push(',');
+            }
+            out.push_str("{\"name\":");
+            json_str(&mut out, &s.name);
+            out.push_str(",\"kind\":");
+            json_str(&mut out, s.kind.name());
+            let mut field = |key: &str, value: &dyn fmt::Display| {
+                out.push_str(&format!(",\"{key}\":{value}"));
+            };
+            field("attempts", &s.attempts);
+            field("hw_commits", &s.hw_commits);
+            let aborts: Vec<String> = AbortCause::ALL
+                .iter()
+                .map(|c| format!("\"{}\":{}", c.name(), s.aborts_of(*c)))
+                .collect();
+            field("aborts", &format_args!("{{{}}}", aborts.join(",")));
+            let mut explicit: Vec<String> = (0..16u8)
+                .filter(|i| s.explicit_runtime[usize::from(*i)] > 0)
+                .map(|i| {
+                    format!(
+                        "\"{:#04x}\":{}",
+                        code::RESERVED_START + i,
+                        s.explicit_runtime[usize::from(i)]
+                    )
                 })
-            })
-            .collect();
-        serde_json::json!({ "mode": crate::mode().name(), "sites": sites }).to_string()
+                .collect();
+            if s.explicit_user > 0 {
+                explicit.push(format!("\"user\":{}", s.explicit_user));
+            }
+            field(
+                "explicit_codes",
+                &format_args!("{{{}}}", explicit.join(",")),
+            );
+            field("injected", &s.injected);
+            field("rollbacks", &s.rollbacks);
+            field("retries", &s.retries);
+            field("waits", &s.waits);
+            field("skipped", &s.skipped);
+            field("fallback_lock", &s.fallback_lock);
+            field("stm_commits", &s.stm_commits);
+            field("stm_restarts", &s.stm_restarts);
+            field("serial", &s.serial);
+            field("cancels", &s.cancels);
+            // Ratios are finite (0 when the denominator is 0); `{:?}` keeps
+            // a decimal point, which JSON accepts like any number.
+            field("abort_rate", &format_args!("{:?}", s.abort_rate()));
+            field(
+                "hw_commit_share",
+                &format_args!("{:?}", s.hw_commit_share()),
+            );
+            out.push('}');
+        }
+        out.push_str("]}");
+        out
     }
+}
+
+/// Appends `s` as a JSON string literal.
+fn json_str(out: &mut String, s: &str) {
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if u32::from(c) < 0x20 => out.push_str(&format!("\\u{:04x}", u32::from(c))),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
 }
 
 impl fmt::Display for Report {
@@ -897,7 +933,33 @@ mod tests {
             .unwrap();
         assert_eq!(row["attempts"], 4);
         assert_eq!(row["explicit_codes"]["0xff"], 1);
+        assert_eq!(row["explicit_codes"]["user"], 1);
         assert_eq!(row["aborts"]["conflict"], 1);
+        assert_eq!(row["fallback_lock"], 1);
+        assert_eq!(row["abort_rate"], 0.75);
+        assert_eq!(row["hw_commit_share"], 0.5);
+        assert_eq!(row["kind"], "atomic");
+        assert_eq!(json["mode"], crate::mode().name());
+    }
+
+    /// The hand-written JSON escapes names, so every name parses back.
+    #[test]
+    fn json_escapes_site_names() {
+        let name = "json \"quoted\" back\\slash\nnew line\ttab\u{1} \u{e9}";
+        let e = Execution {
+            stm_commits: 1,
+            ..Execution::default()
+        };
+        e.commit_to(SiteId::named(SiteKind::Atomic, name));
+        let json: serde_json::Value = serde_json::from_str(&snapshot().to_json()).unwrap();
+        assert!(
+            json["sites"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|s| s["name"] == name),
+            "{json}"
+        );
     }
 
     #[test]
