@@ -17,11 +17,6 @@ suite() {
     shift
     "$@" -- --nocapture 2>&1 | tee "$logs/$label.log"
 }
-skipped() {
-    # Unique skipped test names of one run (lines may interleave, so match
-    # the token anywhere).
-    grep -oE 'skip [a-z0-9_]+:' "$logs/$1.log" | sort -u | wc -l
-}
 
 step "cargo fmt --check"
 cargo fmt --all -- --check
@@ -84,9 +79,10 @@ else
 fi
 
 step "hardware tests"
-if grep -qw rtm /proc/cpuinfo 2>/dev/null; then rtm="RTM reported by CPUID"; else rtm="no RTM in CPUID"; fi
-echo "auto mode ($rtm): $(skipped auto) tests skipped for want of hardware or mode"
-echo "HYTM_MODE=fallback: $(skipped fallback) tests skipped (no hardware path in this mode)"
-echo "HTM model: $(skipped model) tests skipped (those whose subject is the silicon itself); every other hardware-path test ran on the model"
+if grep -qw rtm /proc/cpuinfo 2>/dev/null; then rtm="RTM reported by CPUID"; else rtm="RTM not reported by CPUID"; fi
+python3 ci/hw-summary.py "$rtm" \
+    "auto mode=$logs/auto.log" \
+    "HYTM_MODE=fallback=$logs/fallback.log" \
+    "HTM model=$logs/model.log"
 
 step "all checks passed"

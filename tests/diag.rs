@@ -211,7 +211,7 @@ fn hytm_stats_reports_at_exit_as_table_and_json_with_the_same_numbers() {
 fn htm_mode_without_rtm_prints_the_cpu_report_then_the_error() {
     if hytm::htm().usable() {
         println!(
-            "skip htm_mode_without_rtm_prints_the_cpu_report_then_the_error: RTM is usable here"
+            "n/a htm_mode_without_rtm_prints_the_cpu_report_then_the_error: RTM is usable here"
         );
         return;
     }
