@@ -143,7 +143,7 @@ pub(crate) fn run<R>(
         exec.attempts += 1;
         exec.abort(status);
         Policy::record(&mut history, status);
-        history.random = fastrand::u32(..);
+        history.random = crate::rng::u32();
         match policy.decide(&history, status) {
             Decision::Retry { spins } => {
                 exec.retries += 1;
@@ -218,7 +218,7 @@ fn roll_injection(rt: &Runtime) -> Option<Injected> {
     if rules.is_empty() && rollback == 0.0 {
         return None;
     }
-    let mut draw = fastrand::f64();
+    let mut draw = crate::rng::f64();
     for r in rules {
         if draw < r.probability {
             return Some(Injected::Abort(r.cause.synthetic_status()));
@@ -235,7 +235,7 @@ fn roll_injection(rt: &Runtime) -> Option<Injected> {
 #[inline]
 pub(crate) fn roll_software_rollback(rt: &Runtime) -> bool {
     let p = rt.config.rollback_probability();
-    p > 0.0 && fastrand::f64() < p
+    p > 0.0 && crate::rng::f64() < p
 }
 
 /// Jittered backoff between charged retries: `spins` pause iterations.

@@ -81,6 +81,7 @@ mod attempt;
 mod cpu;
 mod elide;
 pub mod policy;
+mod rng;
 pub mod rtm;
 mod runtime;
 pub mod stats;

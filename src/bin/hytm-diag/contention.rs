@@ -6,6 +6,8 @@ use std::time::Instant;
 use crossbeam_utils::CachePadded;
 use hytm::rtm::AbortCause;
 use hytm::ElidedMutex;
+use rand::rngs::SmallRng;
+use rand::{RngExt, SeedableRng};
 
 use crate::args::ContentionArgs;
 use crate::{Lines, Output};
@@ -27,11 +29,11 @@ pub fn run(a: ContentionArgs) -> Output {
         for t in 0..a.threads {
             let (lock, stop, ops) = (&lock, &stop, &ops);
             s.spawn(move || {
-                let mut r = fastrand::Rng::with_seed(t as u64 + 1);
+                let mut r = SmallRng::seed_from_u64(t as u64 + 1);
                 let mut n = 0u64;
                 while !stop.load(Ordering::Relaxed) {
                     for _ in 0..64 {
-                        let k = r.usize(..a.keys);
+                        let k = r.random_range(0..a.keys);
                         *lock.lock()[k] += 1;
                     }
                     n += 64;
