@@ -831,10 +831,12 @@ impl SoftwareRun {
                 rollbacks: self.rollbacks,
                 serial: self.serial && !lock_fallback,
                 fallback_lock: lock_fallback && self.serial,
-                cancelled: self.cancelled,
                 ..Execution::default()
             };
             exec.commit_to(site);
+            if self.cancelled {
+                stats::count(site, Outcome::Cancelled);
+            }
         }
     }
 }
