@@ -22,7 +22,7 @@ step "cargo fmt --check"
 cargo fmt --all -- --check
 
 step "cargo clippy --all-targets -D warnings"
-cargo clippy --workspace --all-targets -- -D warnings
+cargo clippy --workspace --all-targets --all-features -- -D warnings
 
 step "rustdoc: no broken or private intra-doc links"
 RUSTDOCFLAGS="-D rustdoc::broken_intra_doc_links -D rustdoc::private_intra_doc_links" \
@@ -38,6 +38,9 @@ cargo publish --dry-run --workspace --allow-dirty --quiet
 step "tests, auto mode"
 suite auto env -u HYTM_MODE -u HYTM_INJECT -u HYTM_STATS cargo test --workspace
 
+step "tests, feature lock_api_04 (lock_api 0.4's raw traits)"
+env -u HYTM_MODE -u HYTM_INJECT -u HYTM_STATS cargo test --features lock_api_04 --test lock_api_04
+
 step "tests, HYTM_MODE=fallback"
 suite fallback env HYTM_MODE=fallback cargo test --workspace
 
@@ -45,8 +48,9 @@ step "tests on the HTM model (RUSTFLAGS=\"--cfg hytm_model\", target/model)"
 # The hardware paths, run on the model of RTM on any CPU. Doctests are left
 # out: rustdoc builds them without the cfg, against a library built with it.
 export_model() { env -u HYTM_MODE -u HYTM_INJECT -u HYTM_STATS RUSTFLAGS="--cfg hytm_model" CARGO_TARGET_DIR=target/model "$@"; }
-export_model cargo clippy --workspace --all-targets -- -D warnings
+export_model cargo clippy --workspace --all-targets --all-features -- -D warnings
 suite model export_model cargo test --workspace --lib --bins --tests
+export_model cargo test --features lock_api_04 --test lock_api_04
 export_model cargo run --quiet --bin hytm-diag | grep '^mode *htm (HTM model'
 
 step "hytm-diag smoke (text and JSON)"

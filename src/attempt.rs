@@ -80,8 +80,12 @@ fn rollback_possible() -> bool {
 /// elided section runs in the caller's frame and ends it at release).
 ///
 /// `subscribe` runs right after `xbegin` and must abort (with an explicit
-/// code) if the protected resource is busy. `wait` runs on
-/// [`Decision::WaitThenRetry`], outside any transaction; it returns `false`
+/// code) if the protected resource is busy. `resource` says, after a
+/// conflict, whether the protected resource is now held: a conflict caused
+/// by a real acquisition (or a software commit) is then waited out,
+/// uncharged, like a busy subscription, instead of eating the budget in a
+/// convoy (the lemming effect). `wait` runs on [`Decision::WaitThenRetry`]
+/// with the status decided on, outside any transaction; it returns `false`
 /// when waiting should stop and the caller should take its fallback (which
 /// can block properly instead of spinning).
 ///
@@ -96,9 +100,10 @@ pub(crate) fn begin(
     policy: &Policy,
     site: SiteId,
     subscribe: impl Fn(Rtm),
-    wait: impl Fn() -> bool,
+    resource: impl Fn() -> Resource,
+    wait: impl Fn(AbortStatus) -> bool,
 ) -> Result<Entered, (Execution, GaveUp)> {
-    run(rt, policy, site, wait, |entered| {
+    run(rt, policy, site, resource, wait, |entered| {
         subscribe(entered.rtm);
         entered
     })
@@ -119,7 +124,8 @@ pub(crate) fn run<R>(
     rt: &Runtime,
     policy: &Policy,
     site: SiteId,
-    wait: impl Fn() -> bool,
+    resource: impl Fn() -> Resource,
+    wait: impl Fn(AbortStatus) -> bool,
     mut inside: impl FnMut(Entered) -> R,
 ) -> Result<R, (Execution, GaveUp)> {
     let mut exec = Execution::default();
@@ -142,6 +148,19 @@ pub(crate) fn run<R>(
         };
         exec.attempts += 1;
         exec.abort(status);
+        // Counted as what the hardware said; decided as what it means.
+        let status = match status.is_conflict() && !status.is_explicit() {
+            true => match resource() {
+                Resource::Free => status,
+                Resource::Held => AbortStatus::explicit(code::LOCK_BUSY),
+                // A transactional reader conflicted with real readers: it
+                // needs no exclusion, so it joins them under the real lock
+                // now; retrying would only meet the next reader's count
+                // update (each real reader aborts every transactional one).
+                Resource::SharedByReaders => return Err((exec, GaveUp::Busy)),
+            },
+            false => status,
+        };
         Policy::record(&mut history, status);
         history.random = crate::rng::u32();
         match policy.decide(&history, status) {
@@ -152,7 +171,7 @@ pub(crate) fn run<R>(
             Decision::WaitThenRetry => {
                 history.waits += 1;
                 exec.waits += 1;
-                if !wait() {
+                if !wait(status) {
                     return Err((exec, GaveUp::Busy));
                 }
             }
@@ -168,6 +187,41 @@ pub(crate) fn run<R>(
             }
         }
     }
+}
+
+/// What the resource a transaction subscribed to looks like after a
+/// conflict abort.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Resource {
+    /// Not held: the conflict was with another transaction's data.
+    Free,
+    /// Held (a real lock holder, a software commit): wait it out.
+    Held,
+    /// Held shared by real readers, and the transaction is a reader.
+    SharedByReaders,
+}
+
+/// The waiting for [`Decision::WaitThenRetry`], by what the abort was:
+/// a software commit (`0xfe`) is waited out on `seq`, a nested lock that
+/// was busy (`0xf9`) with a bounded backoff (its word is not known here:
+/// whatever the transaction wrote to say which lock it was is rolled back
+/// with it), anything else (`0xff`, a lock busy) on `lock_busy`. Returns
+/// `false` when the wait ran long: the caller then blocks on its fallback
+/// instead of spinning.
+pub(crate) fn wait_out(status: AbortStatus, lock_busy: impl Fn() -> bool) -> bool {
+    let backoff = crossbeam_utils::Backoff::new();
+    let busy = || match status.explicit_code() {
+        Some(code::SW_COMMITTING) => crate::tx::software_committing(),
+        Some(code::NESTED_BUSY) => !backoff.is_completed(),
+        _ => lock_busy(),
+    };
+    while busy() {
+        if backoff.is_completed() {
+            return false;
+        }
+        backoff.snooze();
+    }
+    true
 }
 
 enum Attempt {
@@ -294,5 +348,97 @@ impl AdaptiveWord {
         if new != word {
             self.0.store(new, Ordering::Relaxed);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::Cell;
+    use std::time::{Duration, Instant};
+
+    use super::*;
+    use crate::rtm::AbortCause;
+    use crate::runtime::Config;
+
+    /// A runtime whose every attempt aborts with an injected conflict, on
+    /// any machine (no hardware attempt runs).
+    fn conflicting() -> Runtime {
+        Runtime::resolve(
+            Config::new()
+                .assume_no_htm(true)
+                .inject(AbortCause::Conflict, 1.0),
+        )
+        .unwrap()
+    }
+
+    fn attempts(resource: Resource) -> (Execution, GaveUp, u32) {
+        let rt = conflicting();
+        let policy = Policy::DEFAULT.adaptive(false);
+        let waits = Cell::new(0);
+        let r = run(
+            &rt,
+            &policy,
+            SiteId::ATOMIC,
+            || resource,
+            |status| {
+                assert_eq!(status.explicit_code(), Some(code::LOCK_BUSY));
+                waits.set(waits.get() + 1);
+                true
+            },
+            |_| (),
+        );
+        let (exec, why) = r.expect_err("every attempt aborts");
+        (exec, why, waits.get())
+    }
+
+    #[test]
+    fn a_conflict_with_the_lock_now_held_is_waited_out_uncharged() {
+        // The convoy case: a real acquisition aborted the transaction.
+        let (exec, why, waits) = attempts(Resource::Held);
+        assert_eq!(why, GaveUp::Busy, "{exec:?}");
+        assert_eq!(waits, 16, "max_waits uncharged waits, then the lock");
+        assert_eq!(exec.retries, 0, "{exec:?}");
+        assert_eq!(
+            exec.aborts[AbortCause::Conflict.index()],
+            17,
+            "counted as conflicts"
+        );
+        // The budget is for conflicts with other transactions only.
+        let (exec, why, waits) = attempts(Resource::Free);
+        assert_eq!((why, waits, exec.attempts), (GaveUp::Budget, 0, 5));
+    }
+
+    #[test]
+    fn a_reader_that_conflicts_with_real_readers_joins_them_at_once() {
+        let (exec, why, waits) = attempts(Resource::SharedByReaders);
+        assert_eq!((why, waits, exec.attempts), (GaveUp::Busy, 0, 1));
+    }
+
+    #[test]
+    fn a_software_commit_is_waited_out_on_seq() {
+        // A serial transaction holds `seq` odd for a while; a hardware
+        // attempt that met it (0xfe) waits on `seq`, whatever its own lock
+        // word says.
+        let start = Instant::now();
+        let held = Duration::from_millis(30);
+        std::thread::scope(|s| {
+            let (tx, rx) = std::sync::mpsc::channel();
+            s.spawn(move || {
+                crate::atomic_irrevocable(|_| {
+                    tx.send(()).unwrap();
+                    std::thread::sleep(held);
+                });
+            });
+            rx.recv().unwrap();
+            assert!(crate::tx::software_committing());
+            let waited = wait_out(AbortStatus::explicit(code::SW_COMMITTING), || false);
+            // Either it saw `seq` even again, or it gave up after a long
+            // backoff (then the caller blocks on its fallback): never at once.
+            assert!(
+                !waited || !crate::tx::software_committing(),
+                "returned while the serial transaction ran ({:?})",
+                start.elapsed()
+            );
+        });
     }
 }

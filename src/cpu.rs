@@ -39,8 +39,15 @@ pub struct CpuFacts {
     pub hle: bool,
     /// CPUID.07H.EDX bit 11: RTM always aborts (TSX disabled by microcode).
     pub rtm_always_abort: bool,
-    /// CPUID.07H.EDX bit 13: the TSX_FORCE_ABORT MSR exists.
+    /// CPUID.07H.EDX bit 13: the TSX_FORCE_ABORT MSR exists. Microcode
+    /// that has it can be told (by the kernel, when perf needs PMC3) to
+    /// abort every RTM transaction.
     pub tsx_force_abort: bool,
+    /// Bit 0 (RTM_FORCE_ABORT) of that MSR (0x10F): `Some(true)` while
+    /// every RTM transaction is forced to abort. `None` where it cannot be
+    /// read (no such MSR, or no access to `/dev/cpu/0/msr`: the msr driver
+    /// and root are needed); the live probe decides then.
+    pub rtm_force_abort: Option<bool>,
     /// CPUID.07H.EDX bit 16: XSUSLDTRK/XRESLDTRK.
     pub tsxldtrk: bool,
     /// CPUID.01H.ECX bit 31: running under a hypervisor.
@@ -54,7 +61,11 @@ impl CpuFacts {
     pub fn read() -> CpuFacts {
         #[cfg(all(target_arch = "x86_64", not(miri)))]
         {
-            Self::read_from(raw_cpuid::CpuIdReaderNative)
+            let mut facts = Self::read_from(raw_cpuid::CpuIdReaderNative);
+            if facts.tsx_force_abort {
+                facts.rtm_force_abort = Self::read_rtm_force_abort();
+            }
+            facts
         }
         #[cfg(not(all(target_arch = "x86_64", not(miri))))]
         {
@@ -75,6 +86,7 @@ impl CpuFacts {
             hle: false,
             rtm_always_abort: false,
             tsx_force_abort: false,
+            rtm_force_abort: None,
             tsxldtrk: false,
             hypervisor: false,
         }
@@ -126,8 +138,28 @@ impl CpuFacts {
             hle,
             rtm_always_abort: edx7 & (1 << 11) != 0,
             tsx_force_abort: edx7 & (1 << 13) != 0,
+            rtm_force_abort: None,
             tsxldtrk: edx7 & (1 << 16) != 0,
             hypervisor,
+        }
+    }
+
+    /// Reads RTM_FORCE_ABORT (MSR 0x10F, bit 0) where the MSR exists and
+    /// `/dev/cpu/0/msr` can be read; `None` otherwise.
+    fn read_rtm_force_abort() -> Option<bool> {
+        const MSR_TSX_FORCE_ABORT: u64 = 0x10f;
+        #[cfg(all(target_os = "linux", not(miri)))]
+        {
+            use std::os::unix::fs::FileExt;
+            let f = std::fs::File::open("/dev/cpu/0/msr").ok()?;
+            let mut buf = [0u8; 8];
+            f.read_exact_at(&mut buf, MSR_TSX_FORCE_ABORT).ok()?;
+            Some(u64::from_le_bytes(buf) & 1 == 1)
+        }
+        #[cfg(not(all(target_os = "linux", not(miri))))]
+        {
+            let _ = MSR_TSX_FORCE_ABORT;
+            None
         }
     }
 
@@ -275,6 +307,9 @@ pub enum Verdict {
     Denylisted(&'static str),
     /// The live probe committed too few transactions.
     ProbeFailed,
+    /// TSX_FORCE_ABORT's RTM_FORCE_ABORT bit is set: every transaction
+    /// aborts (the kernel gave the PMU counter TSX needs to perf).
+    ForceAbort,
     /// This build runs RTM on the HTM model (`--cfg hytm_model`): usable on
     /// every CPU, and no real transaction runs.
     Model,
@@ -317,6 +352,11 @@ impl HtmInfo {
                 verdict,
             };
         }
+        // Code that runs only inside transactions (a section's exit, nested
+        // entry, the held set, the probe's callees) must be mapped before
+        // a transaction first runs it: a page fault inside a transaction is
+        // not serviced, so every attempt would abort, for good.
+        prefault_own_code();
         // SAFETY: CPUID reports RTM, RTM_ALWAYS_ABORT is clear and the model
         // is not denylisted, so xbegin does not raise #UD.
         let rtm = unsafe { Rtm::new_unchecked() };
@@ -352,6 +392,8 @@ impl HtmInfo {
             Verdict::NoRtm
         } else if cpu.rtm_always_abort {
             Verdict::AlwaysAbort
+        } else if cpu.tsx_force_abort && cpu.rtm_force_abort == Some(true) {
+            Verdict::ForceAbort
         } else if let Some(why) = cpu.denylisted() {
             Verdict::Denylisted(why)
         } else {
@@ -382,13 +424,21 @@ impl HtmInfo {
             Verdict::NotX86_64 => "not x86_64".to_string(),
             Verdict::NoRtm => "RTM not reported by CPUID".to_string(),
             Verdict::AlwaysAbort => "RTM_ALWAYS_ABORT set (TSX disabled by microcode)".to_string(),
+            Verdict::ForceAbort => {
+                "TSX_FORCE_ABORT: RTM_FORCE_ABORT set (every transaction aborts; see /sys/devices/cpu/allow_tsx_force_abort)".to_string()
+            }
             Verdict::Denylisted(why) => format!("model on the TSX denylist: {why}"),
             Verdict::ProbeFailed => match &self.probe {
                 Some(p) => format!(
-                    "probe: {} of {} committed{}",
+                    "probe: {} of {} committed{}{}",
                     p.commits,
                     p.attempts,
-                    p.first_abort.map(|s| format!(", {s}")).unwrap_or_default()
+                    p.first_abort.map(|s| format!(", {s}")).unwrap_or_default(),
+                    if self.cpu.tsx_force_abort {
+                        " (TSX_FORCE_ABORT reported: RTM_FORCE_ABORT is likely set)"
+                    } else {
+                        ""
+                    }
                 ),
                 None => "probe failed".to_string(),
             },
@@ -403,6 +453,71 @@ impl HtmInfo {
     /// The probe result, if the probe ran (only when CPUID allowed it).
     pub fn probe(&self) -> Option<&ProbeResult> {
         self.probe.as_ref()
+    }
+}
+
+/// Reads one byte of every page of the executable segments of the object
+/// that holds this crate's code, so that those pages are mapped. Returns
+/// the range of addresses touched and the number of pages; `(0, 0, 0)`
+/// where it cannot tell (not Linux, Miri).
+fn prefault_own_code() -> (usize, usize, usize) {
+    #[cfg(all(target_os = "linux", not(miri)))]
+    {
+        struct Found {
+            target: usize,
+            range: (usize, usize, usize),
+        }
+        unsafe extern "C" fn visit(
+            info: *mut libc::dl_phdr_info,
+            _size: libc::size_t,
+            data: *mut libc::c_void,
+        ) -> libc::c_int {
+            // SAFETY: dl_iterate_phdr passes a valid info for each loaded
+            // object, and `data` is the `Found` we passed in.
+            let (info, found) = unsafe { (&*info, &mut *(data as *mut Found)) };
+            let base = info.dlpi_addr as usize;
+            // SAFETY: `dlpi_phdr` points at `dlpi_phnum` program headers.
+            let headers =
+                unsafe { std::slice::from_raw_parts(info.dlpi_phdr, usize::from(info.dlpi_phnum)) };
+            let code =
+                |h: &&libc::Elf64_Phdr| h.p_type == libc::PT_LOAD && h.p_flags & libc::PF_X != 0;
+            let ours = headers.iter().filter(code).any(|h| {
+                let start = base + h.p_vaddr as usize;
+                (start..start + h.p_memsz as usize).contains(&found.target)
+            });
+            if !ours {
+                return 0;
+            }
+            const PAGE: usize = 4096;
+            let (mut lo, mut hi, mut pages) = (usize::MAX, 0, 0);
+            for h in headers.iter().filter(code) {
+                let start = (base + h.p_vaddr as usize) & !(PAGE - 1);
+                let end = base + (h.p_vaddr + h.p_memsz) as usize;
+                for page in (start..end).step_by(PAGE) {
+                    // SAFETY: the page belongs to a loaded, executable
+                    // (hence readable) segment of this object.
+                    unsafe { std::ptr::read_volatile(page as *const u8) };
+                    pages += 1;
+                }
+                (lo, hi) = (lo.min(start), hi.max(end));
+            }
+            found.range = (lo, hi, pages);
+            1
+        }
+        let mut found = Found {
+            target: prefault_own_code as *const () as usize,
+            range: (0, 0, 0),
+        };
+        // SAFETY: `visit` matches the callback type and only reads what
+        // dl_iterate_phdr hands it; `found` outlives the call.
+        unsafe {
+            libc::dl_iterate_phdr(Some(visit), &mut found as *mut Found as *mut libc::c_void)
+        };
+        found.range
+    }
+    #[cfg(not(all(target_os = "linux", not(miri))))]
+    {
+        (0, 0, 0)
     }
 }
 
@@ -451,6 +566,39 @@ mod tests {
         let mut amd = intel(0x3c, 3);
         amd.vendor = "AuthenticAMD".into();
         assert!(amd.denylisted().is_none());
+    }
+
+    #[test]
+    fn the_code_of_the_hardware_paths_is_prefaulted() {
+        let (lo, hi, pages) = prefault_own_code();
+        if cfg!(not(target_os = "linux")) {
+            return;
+        }
+        assert!(pages > 0);
+        // This crate's code is in the range touched (the whole executable
+        // segment of the object holding it).
+        for f in [
+            prefault_own_code as *const () as usize,
+            crate::tx::software_committing as *const () as usize,
+        ] {
+            assert!((lo..hi).contains(&f), "{f:#x} outside {lo:#x}..{hi:#x}");
+        }
+    }
+
+    #[test]
+    fn tsx_force_abort_is_honoured() {
+        if !cfg!(hytm_rtm) {
+            // The model and the stub have no CPUID verdict to give.
+            return;
+        }
+        let mut cpu = intel(0x8e, 0xd);
+        cpu.tsx_force_abort = true;
+        // Unknown MSR state: the probe decides.
+        assert_eq!(HtmInfo::cpuid_verdict(&cpu), Verdict::Usable);
+        cpu.rtm_force_abort = Some(false);
+        assert_eq!(HtmInfo::cpuid_verdict(&cpu), Verdict::Usable);
+        cpu.rtm_force_abort = Some(true);
+        assert_eq!(HtmInfo::cpuid_verdict(&cpu), Verdict::ForceAbort);
     }
 
     #[test]

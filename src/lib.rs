@@ -10,7 +10,7 @@
 //!
 //! # Which API
 //!
-//! - [`ElidedMutex`] and [`ElidedRwLock`]: drop-in locks for short sections
+//! - [`ElidedMutex`] and [`ElidedRwLock`] (with [`ElidedCondvar`]): drop-in locks for short sections
 //!   that mostly touch different data under one lock. With RTM they run in
 //!   parallel as transactions; without it they are parking_lot's locks.
 //! - [`TCell`] with [`atomic`], [`try_atomic`] and [`atomic_irrevocable`]:
@@ -89,10 +89,20 @@ mod tx;
 
 pub use cpu::{htm, CpuFacts, HtmInfo, ProbeResult, Verdict};
 pub use elide::{
-    ElidedMutex, ElidedMutexGuard, ElidedRwLock, ElidedRwLockReadGuard, ElidedRwLockWriteGuard,
-    GuardState, RawElidedMutex, RawElidedRwLock,
+    ElidedCondvar, ElidedMutex, ElidedMutexGuard, ElidedRwLock, ElidedRwLockReadGuard,
+    ElidedRwLockWriteGuard, GuardState, RawElidedCondvar, RawElidedMutex, RawElidedRwLock,
 };
 pub use hytm_fallback::Restart;
+/// The `lock_api` version whose raw-lock traits hytm's elided locks
+/// implement (0.5): `ElidedMutex` is `lock_api::Mutex<RawElidedMutex, T>`
+/// with hytm's constructors, so its guards, `MappedMutexGuard` and the
+/// condition variable come from here.
+pub use lock_api;
+/// lock_api 0.4 (feature `lock_api_04`): the raw elided locks implement its
+/// `RawMutex` and `RawRwLock` too, so `lock_api_04::Mutex<RawElidedMutex,
+/// T>` works where code is on parking_lot 0.12's lock_api.
+#[cfg(feature = "lock_api_04")]
+pub use lock_api_04;
 pub use policy::{FallbackKind, Policy};
 pub use runtime::{
     in_transaction, init, mode, mode_reason, Config, ConfigError, Injection, Mode, StatsOutput,

@@ -440,13 +440,17 @@ impl Policy {
     ///
     /// | status | decision |
     /// | --- | --- |
-    /// | explicit `0xff` lock busy, `0xfe` software committing | wait until free, retry (uncharged), up to `max_waits` |
+    /// | explicit `0xff` lock busy, `0xfe` software committing, `0xf9` nested lock busy | wait until free (`0xf9`: a bounded backoff), retry (uncharged), up to `max_waits` |
     /// | explicit `0xfc` panic, `0xfa` needs serial, user codes | fallback at once |
-    /// | explicit `0xfd` injected, `0xf7` rollback injected, `0xf9` nested lock busy | retry like a conflict |
+    /// | explicit `0xfd` injected, `0xf7` rollback injected | retry like a conflict |
     /// | explicit `0xf8` body cancelled (uncharged) | fallback at once |
     /// | CAPACITY without RETRY | retry until `capacity_attempts` |
     /// | RETRY or CONFLICT | jittered exponential backoff, until `max_attempts` |
-    /// | status 0, DEBUG, NESTED | retry until `other_attempts` |
+    /// | status 0, DEBUG, NESTED alone | retry until `other_attempts` |
+    ///
+    /// The attempt loop decides a CONFLICT after which the protected lock is
+    /// held (a real acquisition aborted the transaction) as `0xff`: a convoy
+    /// behind a real holder must not eat the budget.
     ///
     /// ```
     /// use hytm::{Policy, policy::{Decision, History}, rtm::{code, AbortStatus}};
@@ -484,12 +488,12 @@ impl Policy {
     pub fn decide_by_table(&self, h: &History, status: AbortStatus) -> Decision {
         if let Some(c) = status.explicit_code() {
             return match c {
-                code::LOCK_BUSY | code::SW_COMMITTING if h.waits < self.max_waits => {
+                code::LOCK_BUSY | code::SW_COMMITTING | code::NESTED_BUSY
+                    if h.waits < self.max_waits =>
+                {
                     Decision::WaitThenRetry
                 }
-                code::INJECTED | code::ROLLBACK | code::NESTED_BUSY => {
-                    self.retry_within(h, self.max_attempts)
-                }
+                code::INJECTED | code::ROLLBACK => self.retry_within(h, self.max_attempts),
                 _ => Decision::Fallback,
             };
         }
@@ -541,7 +545,7 @@ impl Policy {
     pub fn charges(status: AbortStatus) -> bool {
         !matches!(
             status.explicit_code(),
-            Some(code::LOCK_BUSY | code::SW_COMMITTING | code::CANCELLED)
+            Some(code::LOCK_BUSY | code::SW_COMMITTING | code::NESTED_BUSY | code::CANCELLED)
         )
     }
 
@@ -566,7 +570,10 @@ impl Policy {
             // that says nothing about the hardware, so no tighter budget.
         } else if status.is_capacity() && !status.may_retry() {
             history.capacity += 1;
-        } else if status.is_unexplained() || status.is_debug() || status.is_nested() {
+        } else if !status.may_retry() && !status.is_conflict() && !status.is_capacity() {
+            // Status 0, DEBUG, or NESTED alone. NESTED is not a cause: the
+            // SDM sets it beside the cause bits on every abort taken in a
+            // nested level, so the cause bits are looked at first.
             history.other += 1;
         }
     }
@@ -777,6 +784,45 @@ mod tests {
             assert!(matches!(d[0], Decision::Retry { .. }), "{s}");
             assert_eq!(d[1], Decision::Fallback, "{s}");
         }
+    }
+
+    #[test]
+    fn nested_is_not_a_cause_beside_cause_bits() {
+        // The SDM sets NESTED on every abort taken below the outermost
+        // level, beside the cause bits: CONFLICT|RETRY|NESTED is a conflict
+        // and keeps the conflict budget.
+        let nested_conflict =
+            AbortStatus::from_raw(AbortStatus::CONFLICT | AbortStatus::RETRY | AbortStatus::NESTED);
+        let d = run(&Policy::default(), &[nested_conflict; 5]);
+        assert!(
+            d[..4].iter().all(|d| matches!(d, Decision::Retry { .. })),
+            "{d:?}"
+        );
+        assert_eq!(d[4], Decision::Fallback);
+        let mut h = History::default();
+        Policy::record(&mut h, nested_conflict);
+        assert_eq!((h.charged, h.other, h.capacity), (1, 0, 0));
+        // CAPACITY|NESTED keeps the capacity budget, not a tighter one.
+        let mut h = History::default();
+        Policy::record(
+            &mut h,
+            AbortStatus::from_raw(AbortStatus::CAPACITY | AbortStatus::NESTED),
+        );
+        assert_eq!((h.capacity, h.other), (1, 0));
+    }
+
+    #[test]
+    fn a_busy_nested_lock_is_waited_out_uncharged() {
+        // The enclosing section did nothing wrong: no budget, no adaptive
+        // charge (the loop gives up as Busy when the waits run out).
+        let nested = AbortStatus::explicit(code::NESTED_BUSY);
+        assert!(!Policy::charges(nested));
+        let d = run(&Policy::default(), &[nested; 17]);
+        assert!(
+            d[..16].iter().all(|d| *d == Decision::WaitThenRetry),
+            "{d:?}"
+        );
+        assert_eq!(d[16], Decision::Fallback);
     }
 
     #[test]

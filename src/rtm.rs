@@ -38,8 +38,9 @@ pub mod code {
     pub const NESTED_TRY_LOCK: u8 = 0xfb;
     /// The body asked for an irrevocable (serial) run, which hardware cannot give.
     pub const NEEDS_SERIAL: u8 = 0xfa;
-    /// A lock (or software commit) that a *nested* section subscribed to was
-    /// busy; the enclosing loop cannot wait on it, so it backs off and retries.
+    /// A lock that a *nested* section subscribed to was busy. The enclosing
+    /// loop cannot wait on that lock's word (whatever the transaction wrote
+    /// to name it is rolled back), so it backs off, uncharged, and retries.
     pub const NESTED_BUSY: u8 = 0xf9;
     /// The body cancelled or asked to restart in hardware: the software path
     /// gives the definitive answer. Not charged to the retry budget.
@@ -48,6 +49,9 @@ pub mod code {
     /// end inside the transaction, which then aborted instead of committing,
     /// so none of its writes may remain.
     pub const ROLLBACK: u8 = 0xf7;
+    /// The section must run under the real lock: it waits on (or notifies)
+    /// a condition variable, which a transaction cannot do.
+    pub const NEEDS_LOCK: u8 = 0xf6;
     /// First code reserved for the runtime.
     pub const RESERVED_START: u8 = 0xf0;
 
@@ -68,6 +72,7 @@ pub mod code {
             NESTED_BUSY => Some("nested lock busy"),
             CANCELLED => Some("body cancelled"),
             ROLLBACK => Some("rollback injected"),
+            NEEDS_LOCK => Some("needs the real lock"),
             RESERVED_START..=0xff => Some("runtime reserved"),
             _ => None,
         }
@@ -759,7 +764,7 @@ pub const MODEL: bool = cfg!(hytm_model);
 /// buffered and revalidated on every operation, commits written back
 /// atomically, strong isolation against the software path, capacity in
 /// distinct 64-byte lines. Elided sections are isolated from each other and
-/// from real lock holders by a model-wide lock; an abort delivered inside
+/// from real lock holders per lock (read sections share); an abort delivered inside
 /// one promotes it to its real locks. It cannot show real capacity,
 /// status-0 aborts (interrupts, faults, system calls) or timing.
 #[cfg(hytm_model)]

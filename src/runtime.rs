@@ -591,7 +591,7 @@ pub(crate) struct Runtime {
 static RUNTIME: OnceLock<Runtime> = OnceLock::new();
 
 impl Runtime {
-    fn resolve(config: Config) -> Result<Runtime, ConfigError> {
+    pub(crate) fn resolve(config: Config) -> Result<Runtime, ConfigError> {
         config.validate()?;
         let detected = || -> Result<Rtm, String> {
             if config.assume_no_htm {

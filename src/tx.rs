@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 use hytm_fallback::{AtomicU64, Globals, Restart, SerialTx, SoftTx};
 
-use crate::attempt::{self, AdaptiveWord, Entered, GaveUp};
+use crate::attempt::{self, AdaptiveWord, Entered, GaveUp, Resource};
 use crate::policy::{FallbackKind, Policy};
 use crate::rtm::{code, Rtm};
 use crate::runtime::{runtime, Runtime};
@@ -609,18 +609,13 @@ impl Site {
         } else {
             policy
         };
-        let wait = || {
-            let backoff = crossbeam_utils::Backoff::new();
-            // Relaxed: only a hint of when to retry; the transaction's own
-            // subscription decides.
-            while GLOBALS.seq().load(Ordering::Relaxed) & 1 == 1 {
-                if backoff.is_completed() {
-                    return false;
-                }
-                backoff.snooze();
-            }
-            true
+        // A conflict while a software transaction writes back (or a serial
+        // one runs) is waited out like a busy subscription.
+        let resource = || match software_committing() {
+            true => Resource::Held,
+            false => Resource::Free,
         };
+        let wait = |status| attempt::wait_out(status, software_committing);
         // The whole body runs inside the attempt: an abort anywhere in it
         // comes back to the attempt loop with its status.
         let inside = |entered: Entered| {
@@ -629,7 +624,7 @@ impl Site {
             commit_hardware(&tx, entered);
             v
         };
-        match attempt::run(rt, hw_policy, site, wait, inside) {
+        match attempt::run(rt, hw_policy, site, resource, wait, inside) {
             Ok(v) => {
                 stats::count(site, Outcome::HardwareCommit);
                 self.adaptive.record(true);
@@ -646,17 +641,28 @@ impl Site {
     }
 }
 
+/// Whether a software writer is writing back or a serial transaction runs
+/// (`seq` odd): what a hardware transaction that meets it waits out.
+pub(crate) fn software_committing() -> bool {
+    // Relaxed: only a hint of when to retry; the transaction's own
+    // subscription decides.
+    GLOBALS.seq().load(Ordering::Relaxed) & 1 == 1
+}
+
 /// Subscribes a hardware transaction to the software side. Returns whether
 /// software transactions were in flight (then the transaction must bump
 /// `seq` if it writes).
 #[inline(always)]
 fn subscribe_hybrid(rtm: Rtm) -> bool {
-    // Relaxed: inside the transaction these loads put the lines in the read
-    // set; any later software begin or commit writes them and aborts us.
-    if GLOBALS.sw_active().load(Ordering::Relaxed) == 0 {
+    // Acquire (a plain `mov` on x86, like Relaxed): inside the transaction
+    // these loads put the lines in the read set, and any later software
+    // begin or commit writes them and aborts us; Acquire states the edge
+    // to the software side's SeqCst announce and Release write-back, so
+    // that the HTM model and Miri see it too.
+    if GLOBALS.sw_active().load(Ordering::Acquire) == 0 {
         return false;
     }
-    if GLOBALS.seq().load(Ordering::Relaxed) & 1 == 1 {
+    if GLOBALS.seq().load(Ordering::Acquire) & 1 == 1 {
         rtm.abort::<{ code::SW_COMMITTING }>();
     }
     true

@@ -311,3 +311,75 @@ fn a_section_never_runs_beside_a_real_holder() {
     holder.join().unwrap();
     assert_eq!(*m.lock(), (1, 1));
 }
+
+#[test]
+fn debug_inside_the_threads_own_section_never_reads_the_data() {
+    // Inside its own section (transactional or not) the thread holds a
+    // `&mut T`: Debug must not make a `&T` beside it.
+    let m = ElidedMutex::new(vec![7u8]);
+    let mut g = m.lock();
+    g.push(8);
+    let text = format!("{m:?}");
+    assert!(text.contains("<locked>"), "{text}");
+    drop(g);
+    assert!(format!("{m:?}").contains("[7, 8]"));
+    let rw = ElidedRwLock::new(vec![7u8]);
+    let mut w = rw.write();
+    w.push(8);
+    let text = format!("{rw:?}");
+    assert!(text.contains("<locked>"), "{text}");
+    drop(w);
+    assert!(format!("{rw:?}").contains("[7, 8]"));
+}
+
+#[test]
+fn the_lock_word_and_the_elision_state_have_their_own_lines() {
+    // Every section reads the lock word; a fallback writes the adaptive
+    // state; sections write the data. Sharing a line would make each of
+    // those writes abort every concurrent section.
+    let m = ElidedMutex::new(0u64);
+    let base = &m as *const ElidedMutex<u64> as usize;
+    let data = &*m.lock() as *const u64 as usize;
+    assert_eq!(base % 64, 0, "the lock word starts a line");
+    assert!(data >= base + 128, "data at offset {}", data - base);
+    let rw = ElidedRwLock::new(0u64);
+    let base = &rw as *const ElidedRwLock<u64> as usize;
+    let data = &*rw.read() as *const u64 as usize;
+    assert_eq!(base % 64, 0);
+    assert!(data >= base + 128, "data at offset {}", data - base);
+}
+
+#[test]
+fn nested_sections_count_their_own_commits_whatever_the_release_order() {
+    if hytm::mode() != hytm::Mode::Hardware {
+        println!(
+            "skip nested_sections_count_their_own_commits_whatever_the_release_order: mode {}",
+            hytm::mode()
+        );
+        return;
+    }
+    let outer = ElidedMutex::with_policy(0u64, hytm::Policy::DEFAULT.adaptive(false))
+        .named("attribution outer");
+    let inner = ElidedMutex::with_policy(0u64, hytm::Policy::DEFAULT.adaptive(false))
+        .named("attribution inner");
+    let mut both = 0;
+    for _ in 0..100 {
+        let mut a = outer.lock();
+        let mut b = inner.lock();
+        if hytm::in_transaction() {
+            both += 1;
+        }
+        *a += 1;
+        *b += 1;
+        drop(a); // out of order: the inner guard closes the outermost level
+        drop(b);
+    }
+    let report = hytm::stats::snapshot();
+    let (o, i) = (
+        report.site("attribution outer").expect("row"),
+        report.site("attribution inner").expect("row"),
+    );
+    assert!(both > 50, "only {both} nested transactional runs");
+    assert_eq!(o.hw_commits, i.hw_commits, "outer {o:?}\ninner {i:?}");
+    assert!(o.hw_commits >= both, "{o:?}");
+}

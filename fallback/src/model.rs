@@ -40,15 +40,19 @@
 //! An elided critical section is not a closure: `lock()` returns inside the
 //! transaction and the section runs in the caller's frame, touching its data
 //! with plain loads and stores the model cannot buffer. Such a section is
-//! *isolated* ([`isolate`]): it holds the model lock from its subscription
-//! to its commit, and every real acquisition of an elided lock takes the
-//! model lock too ([`with_lock`]), so no real holder overlaps it and no
-//! commit invalidates what it read. An abort delivered inside an isolated
-//! section (an explicit `xabort`, capacity) cannot return to `xbegin`: the
-//! model *promotes* the section instead. It takes for real every lock the
-//! transaction elided (all free: nobody could acquire them meanwhile),
-//! writes back the buffered words, and leaves the transaction; the section
-//! goes on under the real locks, an execution real locking allows.
+//! *isolated* instead ([`isolate_lock`]): it holds its lock's isolation
+//! (shared for a read section, exclusive otherwise) from its subscription to
+//! the end of its transaction, and every real acquisition of an elided lock
+//! takes the same isolation around the acquisition ([`with_isolation`]), so
+//! no real holder overlaps a section that elided the same lock. Once such a
+//! transaction touches transactional words it also holds the model lock to
+//! its end, so that no commit invalidates what it read. An abort delivered
+//! inside an isolated section (an explicit `xabort`, capacity) cannot
+//! return to `xbegin`: the model *promotes* the section instead. It takes
+//! for real every lock the transaction elided (free: nobody could acquire
+//! them meanwhile, but for real readers beside a read section), writes back
+//! the buffered words, and leaves the transaction; the section goes on under
+//! the real locks, an execution real locking allows.
 //!
 //! # What it cannot show
 //!
@@ -163,10 +167,8 @@ fn unlock() {
     }
 }
 
-/// Runs `f` holding the model lock: what a real acquisition of an elided
-/// lock does under the model, so that it never overlaps an isolated
-/// section.
-pub fn with_lock<R>(f: impl FnOnce() -> R) -> R {
+/// Runs `f` holding the model lock (the non-transactional shim operations).
+fn with_lock<R>(f: impl FnOnce() -> R) -> R {
     lock();
     struct Unlock;
     impl Drop for Unlock {
@@ -176,6 +178,96 @@ pub fn with_lock<R>(f: impl FnOnce() -> R) -> R {
     }
     let _u = Unlock;
     f()
+}
+
+// ---------------------------------------------------------------------------
+// Per-lock isolation of elided sections.
+
+/// How long to wait for a lock's isolation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Wait {
+    /// Until it is free.
+    Block,
+    /// Not at all.
+    Try,
+}
+
+/// Isolation of each elided lock (by address): how many shared holders, and
+/// whether an exclusive one. A section holds its lock's isolation from its
+/// subscription to the end of its transaction; a real acquisition holds it
+/// around the acquisition only. So no real holder overlaps a section, and
+/// readers' sections (shared) run beside each other and beside real readers.
+static ISOLATION: std::sync::Mutex<Vec<(usize, u32, bool)>> = std::sync::Mutex::new(Vec::new());
+static ISOLATION_FREED: std::sync::Condvar = std::sync::Condvar::new();
+
+fn isolation_try(addr: usize, exclusive: bool) -> bool {
+    let mut table = ISOLATION.lock().unwrap_or_else(|e| e.into_inner());
+    let i = match table.iter().position(|e| e.0 == addr) {
+        Some(i) => i,
+        None => {
+            table.push((addr, 0, false));
+            table.len() - 1
+        }
+    };
+    let (_, shared, excl) = &mut table[i];
+    if *excl || (exclusive && *shared > 0) {
+        return false;
+    }
+    if exclusive {
+        *excl = true;
+    } else {
+        *shared += 1;
+    }
+    true
+}
+
+fn isolation_acquire(addr: usize, exclusive: bool, wait: Wait) -> bool {
+    loop {
+        if isolation_try(addr, exclusive) {
+            return true;
+        }
+        if wait == Wait::Try {
+            return false;
+        }
+        let table = ISOLATION.lock().unwrap_or_else(|e| e.into_inner());
+        // A bounded wait: a release notifies, and the timeout covers a
+        // release that raced with this check.
+        let _ = ISOLATION_FREED.wait_timeout(table, std::time::Duration::from_millis(1));
+    }
+}
+
+fn isolation_release(addr: usize, exclusive: bool) {
+    let mut table = ISOLATION.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(i) = table.iter().position(|e| e.0 == addr) {
+        if exclusive {
+            table[i].2 = false;
+        } else {
+            table[i].1 -= 1;
+        }
+        if table[i].1 == 0 && !table[i].2 {
+            table.swap_remove(i);
+        }
+    }
+    drop(table);
+    ISOLATION_FREED.notify_all();
+}
+
+/// Runs a real acquisition of the elided lock at `addr` under that lock's
+/// isolation (shared or exclusive as the acquisition), so that it never
+/// overlaps a section that elided the same lock. `None` from `f`, or a
+/// section holding the isolation with `Wait::Try`, gives `None`.
+pub fn with_isolation<G>(
+    addr: usize,
+    exclusive: bool,
+    wait: Wait,
+    f: impl FnOnce() -> Option<G>,
+) -> Option<G> {
+    if !isolation_acquire(addr, exclusive, wait) {
+        return None;
+    }
+    let g = f();
+    isolation_release(addr, exclusive);
+    g
 }
 
 // ---------------------------------------------------------------------------
@@ -225,8 +317,12 @@ struct State {
     writes: Vec<(usize, u64)>,
     read_lines: HashSet<usize>,
     write_lines: HashSet<usize>,
-    /// Holds the model lock until it ends.
+    /// Holds the model lock until it ends (a transaction with elided
+    /// sections that touched transactional words: nothing may invalidate
+    /// what it read, since its in-place writes cannot be rolled back).
     isolated: bool,
+    /// Lock isolations its sections hold: (address, exclusive).
+    isolations: Vec<(usize, bool)>,
     /// An elided section of this transaction has run (and may have written
     /// plain memory in place).
     dirty: bool,
@@ -240,6 +336,9 @@ struct State {
 
 impl State {
     fn clear_tx(&mut self) {
+        for (addr, exclusive) in self.isolations.drain(..) {
+            isolation_release(addr, exclusive);
+        }
         self.depth = 0;
         self.reads.clear();
         self.writes.clear();
@@ -277,14 +376,6 @@ struct ModelAbort {
 #[inline]
 pub fn test() -> bool {
     STATE.with(|s| s.borrow().depth > 0)
-}
-
-/// Whether this thread's transaction is isolated (inside an elided section).
-pub fn is_isolated() -> bool {
-    STATE.with(|s| {
-        let s = s.borrow();
-        s.depth > 0 && s.isolated
-    })
 }
 
 /// `xbegin`: starts a transaction or nests one level deeper. A level past
@@ -589,21 +680,75 @@ pub fn catch<R>(kind: Frame, f: impl FnOnce() -> R) -> Result<R, u32> {
     }
 }
 
-/// Makes the transaction isolated: it takes the model lock (held until the
-/// transaction ends) and checks that everything it read so far is still
-/// current. Called by an elided section before it reads its lock word.
-pub fn isolate() {
-    if !test() || is_isolated() {
-        return;
+/// Isolates the section of the elided lock at `addr` (shared or
+/// exclusive): called before it reads its lock word, held until the
+/// transaction ends. Returns `false` if `wait` is `Try` and another section
+/// or a real acquisition holds the isolation (the caller treats the lock as
+/// busy).
+pub fn isolate_lock(addr: usize, exclusive: bool, wait: Wait) -> bool {
+    if !test() {
+        return true;
     }
-    lock();
-    let ok = STATE.with(|s| s.borrow().valid());
-    if !ok {
-        unlock();
-        abort(status::CONFLICT | status::RETRY);
-        return;
+    let held = STATE.with(|s| {
+        s.borrow()
+            .isolations
+            .iter()
+            .any(|&(a, e)| a == addr && (e || !exclusive))
+    });
+    if held {
+        return true;
     }
-    STATE.with(|s| s.borrow_mut().isolated = true);
+    if !isolation_acquire(addr, exclusive, wait) {
+        return false;
+    }
+    STATE.with(|s| s.borrow_mut().isolations.push((addr, exclusive)));
+    true
+}
+
+/// Before a transactional word is accessed inside a transaction that has
+/// elided sections (whose in-place writes cannot be rolled back): take the
+/// model lock until the transaction ends, so that nothing invalidates what
+/// it reads from here on, after checking that what it read so far is still
+/// current. Returns `false` (the caller aborts) if it is not.
+fn isolate_words(s: &mut State) -> bool {
+    if s.isolated || !s.dirty {
+        return true;
+    }
+    lock_held_by(s);
+    if !s.valid() {
+        unlock_held_by(s);
+        return false;
+    }
+    s.isolated = true;
+    true
+}
+
+fn lock_held_by(s: &mut State) {
+    let me = token();
+    if OWNER.load(Ordering::Relaxed) != me {
+        let mut spins = 0u32;
+        // Acquire: as in `lock`.
+        while OWNER
+            .compare_exchange_weak(0, me, Ordering::Acquire, Ordering::Relaxed)
+            .is_err()
+        {
+            spins += 1;
+            if spins < 64 {
+                std::hint::spin_loop();
+            } else {
+                std::thread::yield_now();
+            }
+        }
+    }
+    s.lock_count += 1;
+}
+
+fn unlock_held_by(s: &mut State) {
+    s.lock_count -= 1;
+    if s.lock_count == 0 {
+        // Release: as in `unlock`.
+        OWNER.store(0, Ordering::Release);
+    }
 }
 
 /// An elided section has subscribed: from here on it may write in place.
@@ -611,7 +756,6 @@ pub fn isolate() {
 pub fn enter_section(key: usize, take: Take) {
     STATE.with(|s| {
         let mut s = s.borrow_mut();
-        debug_assert!(s.isolated, "a section runs isolated");
         s.dirty = true;
         s.levels.push(Level { key, take });
         let generation = s.generation;
@@ -638,6 +782,37 @@ pub fn exit_section(key: usize) -> Option<Box<dyn Any>> {
             s.levels.remove(i);
         }
         None
+    })
+}
+
+/// Takes the real guard of `key`'s section if an abort promoted it (the
+/// section goes on under the real lock; its guard must say so before it
+/// changes mode, waits on a condition variable or is released). `None`,
+/// changing nothing, if the section was not promoted.
+pub fn take_promoted(key: usize) -> Option<Box<dyn Any>> {
+    STATE.with(|s| {
+        let mut s = s.borrow_mut();
+        let i = s.promoted.iter().rposition(|(k, _)| *k == key)?;
+        let guard = s.promoted.remove(i).1;
+        if let Some(f) = s
+            .frames
+            .iter()
+            .rposition(|f| matches!(f, FrameEntry::Section { .. }))
+        {
+            s.frames.remove(f);
+        }
+        Some(guard)
+    })
+}
+
+/// A section changed mode inside its transaction (an upgrade or a
+/// downgrade): a promotion now takes the real lock in the new mode.
+pub fn rekey_section(old: usize, new: usize) {
+    STATE.with(|s| {
+        let mut s = s.borrow_mut();
+        if let Some(l) = s.levels.iter_mut().rev().find(|l| l.key == old) {
+            l.key = new;
+        }
     })
 }
 
@@ -677,6 +852,9 @@ fn tx_read(w: &StdAtomicU64) -> u64 {
     lock();
     let r = STATE.with(|s| {
         let mut s = s.borrow_mut();
+        if !isolate_words(&mut s) {
+            return Err(status::CONFLICT | status::RETRY);
+        }
         if let Some(v) = s.buffered(addr) {
             return Ok(v);
         }
@@ -704,6 +882,9 @@ fn tx_write(w: &StdAtomicU64, v: u64) {
     lock();
     let r = STATE.with(|s| {
         let mut s = s.borrow_mut();
+        if !isolate_words(&mut s) {
+            return Err(status::CONFLICT | status::RETRY);
+        }
         if !s.isolated && !s.valid() {
             return Err(status::CONFLICT | status::RETRY);
         }

@@ -9,9 +9,13 @@
 //! how the section got in ([`Entry`]) and release dispatches on that, never
 //! on the lock word.
 
+mod condvar;
+#[cfg(feature = "lock_api_04")]
+mod lock_api_04;
 mod mutex;
 mod rwlock;
 
+pub use condvar::{ElidedCondvar, RawElidedCondvar};
 pub use mutex::{ElidedMutex, ElidedMutexGuard, RawElidedMutex};
 pub use rwlock::{ElidedRwLock, ElidedRwLockReadGuard, ElidedRwLockWriteGuard, RawElidedRwLock};
 
@@ -19,11 +23,37 @@ use std::any::Any;
 use std::cell::Cell;
 use std::marker::PhantomData;
 
-use crate::attempt::{self, AdaptiveWord, Entered, GaveUp};
+use crate::attempt::{self, AdaptiveWord, Entered, GaveUp, Resource};
 use crate::policy::Policy;
 use crate::rtm::{code, Rtm};
 use crate::runtime::{runtime, Runtime};
 use crate::stats::{self, Execution, Outcome, SiteId, SiteKind};
+
+/// A value on a cache line of its own (64 bytes, the line of every x86-64
+/// part so far). A raw elided lock keeps its lock word on one line and its
+/// elision state on the next, and the data starts after both: every
+/// section reads the lock word, fallbacks write the adaptive state and
+/// sections write the data, and any two of those sharing a line would make
+/// each such write abort every concurrent section. One line, not
+/// crossbeam's 128-byte `CachePadded` (which also covers the adjacent-line
+/// prefetcher): the prefetcher's pairing costs a stray conflict now and
+/// then, 128-byte padding would cost every lock 256 bytes.
+#[repr(align(64))]
+#[derive(Debug)]
+struct Line<T>(T);
+
+impl<T> std::ops::Deref for Line<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.0
+    }
+}
+
+impl<T> std::ops::DerefMut for Line<T> {
+    fn deref_mut(&mut self) -> &mut T {
+        &mut self.0
+    }
+}
 
 /// Per-acquisition state kept in a guard: how the section got in, as a
 /// hardware transaction or holding the real lock (`G` is the real lock's
@@ -35,7 +65,9 @@ use crate::stats::{self, Execution, Outcome, SiteId, SiteKind};
 /// using the raw locks passes it back to the matching unlock.
 ///
 /// `!Send`: a transaction belongs to the thread that began it, and parking_lot
-/// locks must be released by the thread that took them.
+/// locks must be released by the thread that took them. `Sync` (lock_api's
+/// `GuardNoSend` semantics): sharing `&guard` with another thread only
+/// shares `&T`, as std's and parking_lot's guards allow.
 ///
 /// ```
 /// use hytm::RawElidedMutex;
@@ -49,7 +81,7 @@ use crate::stats::{self, Execution, Outcome, SiteId, SiteKind};
 /// ```
 pub struct GuardState<G> {
     entry: Entry<G>,
-    _not_send: PhantomData<*mut ()>,
+    _not_send: PhantomData<lock_api::GuardNoSend>,
 }
 
 /// How a critical section was entered.
@@ -85,7 +117,12 @@ impl<G> GuardState<G> {
 /// their policy (or the global one) and their adaptive state.
 #[derive(Debug)]
 struct Elision {
-    adaptive: AdaptiveWord,
+    /// Adaptive state by access kind: `[shared, exclusive]` (a mutex uses
+    /// the exclusive one). A rwlock's readers and writers fail in hardware
+    /// for different reasons (a reader aborts on every real reader's count
+    /// update, a writer on any real holder), so neither should make the
+    /// other skip hardware.
+    adaptive: [AdaptiveWord; 2],
     site: SiteId,
     policy: Option<Policy>,
 }
@@ -98,15 +135,24 @@ enum Nesting {
     Blocking,
     /// `try_*`: report the lock as unavailable instead.
     Try,
+    /// `try_*_for`/`_until`: unavailable if this transaction holds it (it
+    /// could only time out), abort if another holder has it (waiting cannot
+    /// happen inside a transaction; the enclosing one reruns).
+    Timed,
 }
 
 impl Elision {
     const fn new(site: SiteId) -> Self {
         Elision {
-            adaptive: AdaptiveWord::new(),
+            adaptive: [AdaptiveWord::new(), AdaptiveWord::new()],
             site,
             policy: None,
         }
+    }
+
+    /// The adaptive state of `key`'s access kind.
+    fn adaptive(&self, key: Held) -> &AdaptiveWord {
+        &self.adaptive[usize::from(key.is_exclusive())]
     }
 
     fn policy<'a>(&'a self, rt: &'a Runtime) -> &'a Policy {
@@ -131,6 +177,7 @@ impl Elision {
         rt: &Runtime,
         key: Held,
         busy: impl Fn() -> bool,
+        readers: impl Fn() -> bool,
         nesting: Nesting,
         take: TakeForModel,
     ) -> Entering {
@@ -143,33 +190,34 @@ impl Elision {
         if !policy.uses_hardware() {
             return Entering::Lock(None);
         }
-        if policy.is_adaptive() && !self.adaptive.should_try_hardware() {
+        if policy.is_adaptive() && !self.adaptive(key).should_try_hardware() {
             return Entering::Lock(Some((Execution::default(), GaveUp::Skipped)));
         }
+        held::warm();
         let subscribe = |rtm: Rtm| {
-            model::isolate();
-            if busy() {
+            if !model::isolate(key, nesting) || busy() {
                 rtm.abort::<{ code::LOCK_BUSY }>();
             }
-            held::push(key);
+            // Acquire (no instruction on x86): parking_lot reads its word
+            // Relaxed; the section's data accesses are ordered after the
+            // read of a free word, the edge to the last holder's release.
+            std::sync::atomic::fence(std::sync::atomic::Ordering::Acquire);
+            held::push(key, self.site);
             model::enter_section(key, take);
         };
-        let wait = || {
-            if nesting == Nesting::Try {
-                return false;
+        let resource = || {
+            if busy() {
+                Resource::Held
+            } else if readers() {
+                Resource::SharedByReaders
+            } else {
+                Resource::Free
             }
-            let backoff = crossbeam_utils::Backoff::new();
-            while busy() {
-                if backoff.is_completed() {
-                    // A long holder: block on the real lock instead of
-                    // spinning (the lock parks the thread).
-                    return false;
-                }
-                backoff.snooze();
-            }
-            true
         };
-        match attempt::begin(rt, policy, self.site, subscribe, wait) {
+        // A long wait returns false: the caller then blocks on the real lock
+        // (which parks the thread) instead of spinning.
+        let wait = |status| nesting != Nesting::Try && attempt::wait_out(status, &busy);
+        match attempt::begin(rt, policy, self.site, subscribe, resource, wait) {
             Ok(entered) => Entering::Transaction(entered),
             Err(gave_up) => Entering::Lock(Some(gave_up)),
         }
@@ -184,15 +232,17 @@ impl Elision {
         nesting: Nesting,
         take: TakeForModel,
     ) -> Entering {
-        model::isolate();
-        let unavailable = busy() || held::conflicts(key);
+        // Held by this transaction, or by another holder (a real one, or
+        // under the HTM model another section with the lock's isolation).
+        let ours = held::conflicts(key);
+        let unavailable = ours || !model::isolate(key, nesting) || busy();
         match (unavailable, nesting) {
             (false, _) => {
                 // Flat nesting: the hardware counts the depth; an abort
                 // anywhere rolls back to the outermost `xbegin`.
                 match rtm.begin() {
                     Ok(()) => {
-                        held::push(key);
+                        held::push(key, self.site);
                         model::enter_section(key, take);
                         // Injected rollbacks belong to the outermost level.
                         Entering::Transaction(Entered {
@@ -206,8 +256,9 @@ impl Elision {
                 }
             }
             (true, Nesting::Try) => Entering::Unavailable,
-            (true, Nesting::Blocking) => {
-                if busy() {
+            (true, Nesting::Timed) if ours => Entering::Unavailable,
+            (true, Nesting::Blocking | Nesting::Timed) => {
+                if !ours {
                     // Not LOCK_BUSY: the enclosing loop waits on its own
                     // lock's word, not this one; it backs off instead.
                     rtm.abort::<{ code::NESTED_BUSY }>();
@@ -223,14 +274,14 @@ impl Elision {
     /// Counts an execution that gave up on hardware; `took_lock` is false
     /// when a `try_*` then found the real lock taken too.
     #[cold]
-    fn fell_back(&self, (mut exec, why): (Execution, GaveUp), took_lock: bool) {
+    fn fell_back(&self, key: Held, (mut exec, why): (Execution, GaveUp), took_lock: bool) {
         exec.fallback_lock = took_lock;
         // A skip is counted with the execution it stood for: none when the
         // real try_lock failed too.
         exec.skipped = why == GaveUp::Skipped && took_lock;
         exec.commit_to(self.site);
         if why == GaveUp::Budget {
-            self.adaptive.record(false);
+            self.adaptive(key).record(false);
         }
     }
 
@@ -258,12 +309,22 @@ impl Elision {
         // active: an abort would have resumed at its `xbegin` instead.
         unsafe { entered.end() };
         if !rtm.test() {
-            stats::count(self.site, Outcome::HardwareCommit);
-            self.adaptive.record(true);
+            // The outermost level committed: every section of the
+            // transaction did, each counted at its own site.
+            held::count_commits();
+            self.adaptive(key).record(true);
         }
         #[cfg(hytm_model)]
         return None;
     }
+}
+
+/// Whether Debug must not peek at the data through the real lock: this
+/// thread's transaction holds `key`'s lock in a mode that excludes `key`, so
+/// a real `try_lock` inside the transaction would succeed beside a live
+/// guard.
+fn debug_must_not_peek(key: Held) -> bool {
+    crate::in_transaction() && held::conflicts(key)
 }
 
 /// What [`Elision::enter`] decided.
@@ -279,14 +340,33 @@ enum Entering {
 }
 
 /// A lock held by the current transaction: the lock's address, with bit 0
-/// set for exclusive access.
+/// set for exclusive access and bit 1 for an upgradable read (which is
+/// exclusive too, for the held set: it excludes writers and other
+/// upgradable reads).
 #[derive(Clone, Copy, PartialEq, Eq)]
 struct Held(usize);
 
 impl Held {
+    const EXCLUSIVE: usize = 1;
+    const UPGRADABLE: usize = 2;
+    const MODE: usize = Self::EXCLUSIVE | Self::UPGRADABLE;
+
     fn new<T>(lock: &T, exclusive: bool) -> Held {
-        // Raw elided locks hold an AtomicU64, so their address is even.
+        // Raw elided locks start a cache line (see `Line`), so the low bits
+        // of their address are free.
         Held(lock as *const T as usize | usize::from(exclusive))
+    }
+
+    fn upgradable<T>(lock: &T) -> Held {
+        Held(lock as *const T as usize | Self::EXCLUSIVE | Self::UPGRADABLE)
+    }
+
+    fn is_exclusive(self) -> bool {
+        self.0 & Self::EXCLUSIVE != 0
+    }
+
+    fn lock_addr(self) -> usize {
+        self.0 & !Self::MODE
     }
 }
 
@@ -302,23 +382,95 @@ mod held {
     thread_local! {
         static KEYS: [Cell<usize>; CAP] = const { [const { Cell::new(0) }; CAP] };
         static LEN: Cell<usize> = const { Cell::new(0) };
+        /// Sections entered in the current transaction, by site, with how
+        /// many times: each commits when the outermost level does, so they
+        /// are counted then, whichever guard closes that level (written
+        /// inside the transaction, so an abort drops them with it).
+        static COMMITS: [Cell<(u32, u32)>; CAP] = const { [const { Cell::new((0, 0)) }; CAP] };
+        static COMMITS_LEN: Cell<usize> = const { Cell::new(0) };
+    }
+
+    /// Writes this thread's held-set words outside any transaction, so that
+    /// their page is present before a transaction first writes them (a
+    /// page fault inside a transaction aborts it, and is never serviced
+    /// there).
+    #[inline]
+    pub(super) fn warm() {
+        LEN.with(|len| len.set(len.get()));
+        COMMITS_LEN.with(|len| len.set(len.get()));
+    }
+
+    /// Notes that a section of `site` entered the current transaction.
+    #[inline]
+    fn note_commit(site: SiteId) {
+        COMMITS_LEN.with(|len| {
+            let n = len.get();
+            COMMITS.with(|commits| {
+                if let Some(c) = commits[..n].iter().find(|c| c.get().0 == site.0) {
+                    c.set((site.0, c.get().1 + 1));
+                } else if n < CAP {
+                    commits[n].set((site.0, 1));
+                    len.set(n + 1);
+                }
+                // More distinct sites than tracked: the rest go uncounted
+                // rather than abort the transaction.
+            });
+        });
+    }
+
+    /// After the outermost level committed: counts every section of the
+    /// transaction as a hardware commit of its own site.
+    pub(super) fn count_commits() {
+        let n = COMMITS_LEN.with(|len| len.replace(0));
+        COMMITS.with(|commits| {
+            for c in &commits[..n] {
+                let (site, times) = c.get();
+                for _ in 0..times {
+                    stats::count(SiteId(site), Outcome::HardwareCommit);
+                }
+            }
+        });
+    }
+
+    /// Forgets the current transaction's sections (the HTM model promoted
+    /// them: they ran under their real locks).
+    #[cfg(hytm_model)]
+    pub(super) fn forget_commits() {
+        COMMITS_LEN.with(|len| len.set(0));
     }
 
     /// Whether an entry of the same lock excludes `key`: any entry when
     /// `key` is exclusive, an exclusive one when it is shared.
     pub(super) fn conflicts(key: Held) -> bool {
-        let base = key.0 & !1;
         let len = LEN.with(Cell::get);
         KEYS.with(|keys| {
             keys[..len].iter().any(|k| {
-                let k = k.get();
-                k & !1 == base && (key.0 & 1 == 1 || k & 1 == 1)
+                let k = Held(k.get());
+                k.lock_addr() == key.lock_addr() && (key.is_exclusive() || k.is_exclusive())
             })
         })
     }
 
+    /// Whether this thread's transaction entered exactly `key`.
+    #[cfg(feature = "lock_api_04")]
+    pub(super) fn contains(key: Held) -> bool {
+        let len = LEN.with(Cell::get);
+        KEYS.with(|keys| keys[..len].iter().any(|k| k.get() == key.0))
+    }
+
+    /// A held section changed mode (an upgrade or a downgrade).
+    pub(super) fn rekey(old: Held, new: Held) {
+        let len = LEN.with(Cell::get);
+        KEYS.with(|keys| {
+            if let Some(k) = keys[..len].iter().rev().find(|k| k.get() == old.0) {
+                k.set(new.0);
+            }
+        });
+    }
+
+    /// Records a section of `site` entering the current transaction.
     #[inline]
-    pub(super) fn push(key: Held) {
+    pub(super) fn push(key: Held, site: SiteId) {
         LEN.with(|len| {
             let n = len.get();
             if n == CAP {
@@ -332,6 +484,7 @@ mod held {
             KEYS.with(|keys| keys[n].set(key.0));
             len.set(n + 1);
         });
+        note_commit(site);
     }
 
     #[inline]
@@ -354,6 +507,7 @@ fn acquire<G>(
     elision: &Elision,
     key: Held,
     busy: impl Fn() -> bool + Copy,
+    readers: impl Fn() -> bool,
     lock: impl FnOnce() -> G,
     try_lock: impl Fn() -> Option<G>,
     take: TakeForModel,
@@ -362,13 +516,13 @@ fn acquire<G>(
     // A section entered while unwinding would abort at its end (see
     // `Elision::exit`): take the real lock directly.
     if rt.hardware_path && !std::thread::panicking() {
-        match elision.enter(rt, key, busy, Nesting::Blocking, take) {
+        match elision.enter(rt, key, busy, readers, Nesting::Blocking, take) {
             Entering::Transaction(entered) => return GuardState::transaction(entered),
-            Entering::Lock(Some(gave_up)) => elision.fell_back(gave_up, true),
+            Entering::Lock(Some(gave_up)) => elision.fell_back(key, gave_up, true),
             Entering::Lock(None) | Entering::Unavailable => {}
         }
     }
-    GuardState::locked(model::lock_real(rt, busy, lock, try_lock))
+    GuardState::locked(model::lock_real(rt, key, busy, lock, try_lock))
 }
 
 /// Enters a section without blocking.
@@ -377,23 +531,24 @@ fn try_acquire<G>(
     elision: &Elision,
     key: Held,
     busy: impl Fn() -> bool,
+    readers: impl Fn() -> bool,
     try_lock: impl Fn() -> Option<G>,
     take: TakeForModel,
 ) -> Option<GuardState<G>> {
     let rt = runtime();
     if rt.hardware_path && !std::thread::panicking() {
-        match elision.enter(rt, key, busy, Nesting::Try, take) {
+        match elision.enter(rt, key, busy, readers, Nesting::Try, take) {
             Entering::Transaction(entered) => return Some(GuardState::transaction(entered)),
             Entering::Lock(Some(gave_up)) => {
-                let g = model::try_lock_real(rt, try_lock);
-                elision.fell_back(gave_up, g.is_some());
+                let g = model::try_lock_real(rt, key, try_lock);
+                elision.fell_back(key, gave_up, g.is_some());
                 return g.map(GuardState::locked);
             }
             Entering::Lock(None) => {}
             Entering::Unavailable => return None,
         }
     }
-    model::try_lock_real(rt, try_lock).map(GuardState::locked)
+    model::try_lock_real(rt, key, try_lock).map(GuardState::locked)
 }
 
 /// Leaves a section the way it was entered.
@@ -405,6 +560,7 @@ fn release<G: 'static>(elision: &Elision, key: Held, state: GuardState<G>, unloc
         #[cfg(hytm_model)]
         Entry::Transaction(rtm) => {
             if let Some(guard) = elision.exit(rtm, key) {
+                held::forget_commits();
                 match guard.downcast::<G>() {
                     Ok(g) => unlock(*g),
                     Err(_) => {
@@ -415,6 +571,88 @@ fn release<G: 'static>(elision: &Elision, key: Held, state: GuardState<G>, unloc
         }
         Entry::Locked(g) => unlock(g),
     }
+}
+
+/// Under the HTM model, turns the state of a section that an abort promoted
+/// (it runs under its real lock now) into the real lock's state, before the
+/// guard changes mode, waits or bumps. Nothing in normal builds.
+#[inline(always)]
+fn settle<G: 'static>(state: &mut GuardState<G>, key: Held) {
+    #[cfg(hytm_model)]
+    if matches!(state.entry, Entry::Transaction(_)) {
+        if let Some(g) = hytm_fallback::model::take_promoted(key.0) {
+            held::remove(key);
+            held::forget_commits();
+            match g.downcast::<G>() {
+                Ok(g) => state.entry = Entry::Locked(*g),
+                Err(_) => {
+                    unreachable!("hytm model: a promoted section's guard has its lock's type")
+                }
+            }
+        }
+    }
+    #[cfg(not(hytm_model))]
+    let _ = (state, key);
+}
+
+/// Changes a section's mode (upgrade, downgrade): inside its transaction
+/// the section stays elided under its new key; under the real lock `real`
+/// changes the real lock's mode.
+fn change_mode<G: 'static, H>(
+    mut state: GuardState<G>,
+    old: Held,
+    new: Held,
+    real: impl FnOnce(G) -> H,
+) -> GuardState<H> {
+    settle(&mut state, old);
+    match state.entry {
+        Entry::Transaction(entered) => {
+            held::rekey(old, new);
+            #[cfg(hytm_model)]
+            hytm_fallback::model::rekey_section(old.0, new.0);
+            GuardState::transaction(entered)
+        }
+        Entry::Locked(g) => GuardState::locked(real(g)),
+    }
+}
+
+/// `bump`: gives a waiting thread the real lock if the section holds it;
+/// a transactional section has nobody waiting on it (waiters park on the
+/// real lock, which is free), so there it does nothing.
+fn bump<G: 'static>(key: Held, state: &mut GuardState<G>, real: impl FnOnce(&mut G)) {
+    settle(state, key);
+    if let Entry::Locked(g) = &mut state.entry {
+        real(g);
+    }
+}
+
+/// Enters a section, waiting for the real lock no longer than `lock_until`
+/// does: a transaction if possible, else the real lock's timed acquisition.
+#[allow(clippy::too_many_arguments)] // the lock's operations, one closure each
+fn acquire_until<G>(
+    elision: &Elision,
+    key: Held,
+    busy: impl Fn() -> bool + Copy,
+    readers: impl Fn() -> bool,
+    try_lock: impl Fn() -> Option<G>,
+    lock_until: impl FnOnce() -> Option<G>,
+    expired: impl Fn() -> bool,
+    take: TakeForModel,
+) -> Option<GuardState<G>> {
+    let rt = runtime();
+    if rt.hardware_path && !std::thread::panicking() {
+        match elision.enter(rt, key, busy, readers, Nesting::Timed, take) {
+            Entering::Transaction(entered) => return Some(GuardState::transaction(entered)),
+            Entering::Lock(Some(gave_up)) => {
+                let g = model::lock_real_until(rt, key, busy, lock_until, try_lock, expired);
+                elision.fell_back(key, gave_up, g.is_some());
+                return g.map(GuardState::locked);
+            }
+            Entering::Lock(None) => {}
+            Entering::Unavailable => return None,
+        }
+    }
+    model::lock_real_until(rt, key, busy, lock_until, try_lock, expired).map(GuardState::locked)
 }
 
 /// How the HTM model takes a section's real lock when it promotes it: the
@@ -434,13 +672,27 @@ mod model {
     #[cfg(not(hytm_model))]
     pub(super) type Exited = ();
 
-    /// Before a section reads its lock word: under the model the
-    /// transaction holds the model lock from here to its end, so no real
-    /// acquisition can slip between the check and the section.
+    /// Before a section reads its lock word: under the model the section
+    /// takes its lock's isolation (shared for a read, exclusive otherwise)
+    /// until its transaction ends, so that no real acquisition slips
+    /// between the check and the section. `false` if a `try_*` could not
+    /// have it (the lock counts as busy).
     #[inline(always)]
-    pub(super) fn isolate() {
+    pub(super) fn isolate(key: Held, nesting: Nesting) -> bool {
         #[cfg(hytm_model)]
-        hytm_fallback::model::isolate();
+        {
+            use hytm_fallback::model::Wait;
+            let wait = match nesting {
+                Nesting::Blocking => Wait::Block,
+                Nesting::Try | Nesting::Timed => Wait::Try,
+            };
+            hytm_fallback::model::isolate_lock(key.lock_addr(), key.is_exclusive(), wait)
+        }
+        #[cfg(not(hytm_model))]
+        {
+            let _ = (key, nesting);
+            true
+        }
     }
 
     /// After a section subscribed: the model may now have to promote it.
@@ -453,11 +705,12 @@ mod model {
     }
 
     /// A real (blocking) acquisition. Under the model, with a hardware
-    /// path, it happens under the model lock, so it never overlaps an
-    /// isolated section; it waits for the lock outside the model lock.
+    /// path, it happens under the lock's isolation, so it never overlaps a
+    /// section that elided the lock; it waits for the lock outside it.
     #[inline(always)]
     pub(super) fn lock_real<G>(
         rt: &Runtime,
+        key: Held,
         busy: impl Fn() -> bool,
         lock: impl FnOnce() -> G,
         try_lock: impl Fn() -> Option<G>,
@@ -466,7 +719,7 @@ mod model {
         if rt.rtm.is_some() {
             let backoff = crossbeam_utils::Backoff::new();
             loop {
-                if let Some(g) = hytm_fallback::model::with_lock(&try_lock) {
+                if let Some(g) = real_under_isolation(key, Wait::Block, &try_lock) {
                     return g;
                 }
                 while busy() {
@@ -475,19 +728,86 @@ mod model {
             }
         }
         #[cfg(not(hytm_model))]
-        let _ = (rt, busy, try_lock);
+        let _ = (rt, key, busy, try_lock);
         lock()
     }
 
-    /// A real `try_lock`, under the model lock under the model.
+    /// A real timed acquisition; under the model, a loop of `try_lock`
+    /// under the lock's isolation until `expired`.
     #[inline(always)]
-    pub(super) fn try_lock_real<G>(rt: &Runtime, try_lock: impl Fn() -> Option<G>) -> Option<G> {
+    pub(super) fn lock_real_until<G>(
+        rt: &Runtime,
+        key: Held,
+        busy: impl Fn() -> bool,
+        lock_until: impl FnOnce() -> Option<G>,
+        try_lock: impl Fn() -> Option<G>,
+        expired: impl Fn() -> bool,
+    ) -> Option<G> {
         #[cfg(hytm_model)]
         if rt.rtm.is_some() {
-            return hytm_fallback::model::with_lock(try_lock);
+            let backoff = crossbeam_utils::Backoff::new();
+            loop {
+                if let Some(g) = real_under_isolation(key, Wait::Block, &try_lock) {
+                    return Some(g);
+                }
+                if expired() {
+                    return None;
+                }
+                while busy() && !expired() {
+                    backoff.snooze();
+                }
+            }
         }
         #[cfg(not(hytm_model))]
-        let _ = rt;
+        let _ = (rt, key, busy, try_lock, expired);
+        lock_until()
+    }
+
+    #[cfg(hytm_model)]
+    use hytm_fallback::model::Wait;
+
+    /// A real acquisition under its lock's isolation (see
+    /// `hytm_fallback::model::with_isolation`).
+    #[cfg(hytm_model)]
+    fn real_under_isolation<G>(
+        key: Held,
+        wait: Wait,
+        try_lock: impl FnOnce() -> Option<G>,
+    ) -> Option<G> {
+        hytm_fallback::model::with_isolation(key.lock_addr(), key.is_exclusive(), wait, try_lock)
+    }
+
+    /// A real `try_lock`, under its lock's isolation under the model.
+    #[inline(always)]
+    pub(super) fn try_lock_real<G>(
+        rt: &Runtime,
+        key: Held,
+        try_lock: impl Fn() -> Option<G>,
+    ) -> Option<G> {
+        #[cfg(hytm_model)]
+        if rt.rtm.is_some() {
+            return real_under_isolation(key, Wait::Try, try_lock);
+        }
+        #[cfg(not(hytm_model))]
+        let _ = (rt, key);
         try_lock()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_rwlocks_readers_and_writers_adapt_apart() {
+        let e = Elision::new(SiteId::RWLOCK);
+        let (reader, writer) = (Held(0x1000), Held(0x1001));
+        // Writers keep falling back (say, real readers hold the lock).
+        for _ in 0..8 {
+            e.adaptive(writer).record(false);
+        }
+        assert!(!e.adaptive(writer).should_try_hardware(), "writers skip");
+        // Readers are unaffected.
+        assert!(e.adaptive(reader).should_try_hardware());
     }
 }

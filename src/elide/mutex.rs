@@ -4,7 +4,7 @@ use std::fmt;
 
 use lock_api::RawMutex as _;
 
-use super::{acquire, release, try_acquire, Elision, GuardState, Held};
+use super::{acquire, release, try_acquire, Elision, GuardState, Held, Line};
 use crate::policy::Policy;
 use crate::stats::{SiteId, SiteKind};
 
@@ -13,13 +13,38 @@ use crate::stats::{SiteId, SiteKind};
 ///
 /// `lock` and `try_lock` first try a hardware transaction subscribed to the
 /// real lock's word; their guard state says which way they got in.
+///
+/// Layout: the elision state (site, policy, adaptive words) on one 64-byte
+/// line, the real lock word on the next, and the data after both, so 128
+/// bytes precede the data: a section's writes to the data, a fallback's
+/// write of the adaptive word and the lock word each abort only the
+/// sections that really use them.
+#[repr(C)] // the field order is the layout: see `elision`
 pub struct RawElidedMutex {
-    lock: parking_lot::RawMutex,
-    elision: Elision,
+    /// Site, policy and adaptive state, on a line of their own (see
+    /// [`Line`]). First: the fallback path hands the elision state out of
+    /// line, and at offset 0 its address is the lock's (one instruction
+    /// less per section than at offset 64, measured).
+    elision: Line<Elision>,
+    /// The real lock, on the next line.
+    pub(super) lock: Line<parking_lot::RawMutex>,
 }
 
 impl RawElidedMutex {
-    fn key(&self) -> Held {
+    /// Retakes the real lock after a condition-variable wait under the HTM
+    /// model (under the lock's isolation, like every real acquisition there).
+    #[cfg(hytm_model)]
+    pub(super) fn relock_for_model(&self) -> <parking_lot::RawMutex as lock_api::RawMutex>::Guard {
+        super::model::lock_real(
+            crate::runtime::runtime(),
+            self.key(),
+            || self.lock.is_locked(),
+            || self.lock.lock(),
+            || self.lock.try_lock(),
+        )
+    }
+
+    pub(super) fn key(&self) -> Held {
         Held::new(self, true)
     }
 
@@ -32,7 +57,7 @@ impl RawElidedMutex {
     unsafe fn take_for_model(key: usize) -> Box<dyn std::any::Any> {
         // SAFETY: the caller passes the key of a live lock, whose address
         // is the key without its access bit.
-        let raw = unsafe { &*((key & !1) as *const RawElidedMutex) };
+        let raw = unsafe { &*((key & !Held::MODE) as *const RawElidedMutex) };
         match raw.lock.try_lock() {
             Some(g) => Box::new(g),
             None => unreachable!("hytm model: an isolated section's lock was taken"),
@@ -68,6 +93,7 @@ unsafe impl lock_api::RawMutex for RawElidedMutex {
             &self.elision,
             self.key(),
             || self.lock.is_locked(),
+            || false,
             || self.lock.lock(),
             || self.lock.try_lock(),
             RawElidedMutex::take_for_model,
@@ -80,6 +106,7 @@ unsafe impl lock_api::RawMutex for RawElidedMutex {
             &self.elision,
             self.key(),
             || self.lock.is_locked(),
+            || false,
             || self.lock.try_lock(),
             RawElidedMutex::take_for_model,
         )
@@ -97,6 +124,57 @@ unsafe impl lock_api::RawMutex for RawElidedMutex {
     #[inline]
     fn is_locked(&self) -> bool {
         self.lock.is_locked()
+    }
+}
+
+// SAFETY: as for `RawMutex`: a fair unlock of a transactional section is
+// its commit (nobody waits on a lock held transactionally); of a real one,
+// parking_lot's fair unlock. `bump` yields only a real lock.
+unsafe impl lock_api::RawMutexFair for RawElidedMutex {
+    #[inline]
+    unsafe fn unlock_fair(&self, guard: Self::Guard) {
+        release(&self.elision, self.key(), guard, |g| {
+            // SAFETY: the guard state came from this lock's real `lock` or
+            // `try_lock`, as the caller guarantees.
+            unsafe { self.lock.unlock_fair(g) }
+        })
+    }
+
+    #[inline]
+    unsafe fn bump(&self, guard: &mut Self::Guard) {
+        super::bump(self.key(), guard, |g| {
+            // SAFETY: `g` is this lock's real guard state (the caller holds
+            // the lock).
+            unsafe { self.lock.bump(g) }
+        })
+    }
+}
+
+// SAFETY: a timed acquisition is a transaction if one can start now (as
+// `try_lock`, but waiting out a busy lock word within the policy's bounds),
+// else parking_lot's timed acquisition of the real lock.
+unsafe impl lock_api::RawMutexTimed for RawElidedMutex {
+    type Duration = std::time::Duration;
+    type Instant = std::time::Instant;
+
+    fn try_lock_for(&self, timeout: Self::Duration) -> Option<Self::Guard> {
+        match std::time::Instant::now().checked_add(timeout) {
+            Some(deadline) => self.try_lock_until(deadline),
+            None => Some(lock_api::RawMutex::lock(self)),
+        }
+    }
+
+    fn try_lock_until(&self, deadline: Self::Instant) -> Option<Self::Guard> {
+        super::acquire_until(
+            &self.elision,
+            self.key(),
+            || self.lock.is_locked(),
+            || false,
+            || self.lock.try_lock(),
+            || self.lock.try_lock_until(deadline),
+            || std::time::Instant::now() >= deadline,
+            RawElidedMutex::take_for_model,
+        )
     }
 }
 
@@ -140,8 +218,64 @@ unsafe impl lock_api::RawMutex for RawElidedMutex {
 /// }
 /// assert_eq!(*counter.lock(), 2000);
 /// ```
+#[repr(transparent)] // `lock_arc` casts `Arc<Self>` to `Arc<Inner>`
 pub struct ElidedMutex<T: ?Sized> {
     inner: lock_api::Mutex<RawElidedMutex, T>,
+}
+
+/// `ElidedMutex` is `lock_api::Mutex<RawElidedMutex, T>` with hytm's
+/// constructors: it dereferences to it, so every `lock_api::Mutex` method
+/// (`try_lock_for`, `try_lock_until`, `data_ptr`, `force_unlock`, ...) and
+/// every guard function (`MutexGuard::map`, `unlock_fair`, `bump`,
+/// `unlocked`) is there.
+///
+/// ```
+/// use std::time::Duration;
+/// let m = hytm::ElidedMutex::new(vec![1, 2]);
+/// let g = m.try_lock_for(Duration::from_millis(10)).expect("free");
+/// let first = hytm::ElidedMutexGuard::map(g, |v| &mut v[0]);
+/// assert_eq!(*first, 1);
+/// ```
+impl<T: ?Sized> std::ops::Deref for ElidedMutex<T> {
+    type Target = lock_api::Mutex<RawElidedMutex, T>;
+
+    fn deref(&self) -> &Self::Target {
+        &self.inner
+    }
+}
+
+impl<T: ?Sized> ElidedMutex<T> {
+    /// Locks through an `Arc`, returning a guard that owns a clone of it
+    /// (`lock_api`'s `lock_arc`).
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// let m = Arc::new(hytm::ElidedMutex::new(0));
+    /// let mut g = m.lock_arc();
+    /// *g += 1;
+    /// drop(g);
+    /// assert_eq!(*m.lock(), 1);
+    /// ```
+    pub fn lock_arc(self: &std::sync::Arc<Self>) -> lock_api::ArcMutexGuard<RawElidedMutex, T> {
+        Self::as_inner_arc(self).lock_arc()
+    }
+
+    /// [`ElidedMutex::lock_arc`] without waiting: `None` if it is held.
+    pub fn try_lock_arc(
+        self: &std::sync::Arc<Self>,
+    ) -> Option<lock_api::ArcMutexGuard<RawElidedMutex, T>> {
+        Self::as_inner_arc(self).try_lock_arc()
+    }
+
+    fn as_inner_arc(
+        this: &std::sync::Arc<Self>,
+    ) -> std::sync::Arc<lock_api::Mutex<RawElidedMutex, T>> {
+        let raw = std::sync::Arc::into_raw(std::sync::Arc::clone(this));
+        // SAFETY: `ElidedMutex` is `repr(transparent)` over the lock_api
+        // mutex, so the pointee has the same layout and metadata, and the
+        // `Arc` allocation is the same one (its count was just raised).
+        unsafe { std::sync::Arc::from_raw(raw as *const lock_api::Mutex<RawElidedMutex, T>) }
+    }
 }
 
 /// The guard of an [`ElidedMutex`]: dropping it commits the transaction or
@@ -283,11 +417,11 @@ impl<T: ?Sized> ElidedMutex<T> {
 impl RawElidedMutex {
     const fn with_policy(policy: Option<Policy>) -> RawElidedMutex {
         RawElidedMutex {
-            lock: <parking_lot::RawMutex as lock_api::RawMutex>::INIT,
-            elision: Elision {
+            lock: Line(<parking_lot::RawMutex as lock_api::RawMutex>::INIT),
+            elision: Line(Elision {
                 policy,
                 ..Elision::new(SiteId::MUTEX)
-            },
+            }),
         }
     }
 }
@@ -311,7 +445,15 @@ impl<T: ?Sized + fmt::Debug> fmt::Debug for ElidedMutex<T> {
         // would only abort a transaction.
         // SAFETY: the raw lock is only used through its own API here.
         let raw = unsafe { self.inner.raw() };
-        match raw.lock.try_lock() {
+        // Inside this thread's own transactional section the real lock is
+        // free (the section elided it), and a `&T` would sit beside the
+        // section's `&mut T`.
+        let real = if super::debug_must_not_peek(raw.key()) {
+            None
+        } else {
+            raw.lock.try_lock()
+        };
+        match real {
             Some(g) => {
                 // SAFETY: we hold the real lock, so no section (real or
                 // transactional: those subscribe to the word) touches the data.

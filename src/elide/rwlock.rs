@@ -3,9 +3,12 @@
 
 use std::fmt;
 
-use lock_api::RawRwLock as _;
+use lock_api::{RawRwLock as _, RawRwLockUpgrade as _};
 
-use super::{acquire, release, try_acquire, Elision, GuardState, Held};
+use super::{
+    acquire, acquire_until, change_mode, release, settle, try_acquire, Elision, Entry, GuardState,
+    Held, Line,
+};
 use crate::policy::Policy;
 use crate::stats::{SiteId, SiteKind};
 
@@ -14,19 +17,31 @@ use crate::stats::{SiteId, SiteKind};
 ///
 /// A transactional reader subscribes to "held for writing", a transactional
 /// writer to "held at all"; any change of the real lock's word aborts them.
+///
+/// Layout: the elision state (site, policy, adaptive words) on one 64-byte
+/// line, the real lock word on the next, and the data after both, so 128
+/// bytes precede the data: a section's writes to the data, a fallback's
+/// write of the adaptive word and the lock word each abort only the
+/// sections that really use them.
+#[repr(C)] // the field order is the layout: see `elision`
 pub struct RawElidedRwLock {
-    lock: parking_lot::RawRwLock,
-    elision: Elision,
+    /// Site, policy and adaptive state, on a line of their own (see
+    /// [`Line`]). First: the fallback path hands the elision state out of
+    /// line, and at offset 0 its address is the lock's (one instruction
+    /// less per section than at offset 64, measured).
+    elision: Line<Elision>,
+    /// The real lock, on the next line.
+    lock: Line<parking_lot::RawRwLock>,
 }
 
 impl RawElidedRwLock {
     const fn with_policy(policy: Option<Policy>) -> RawElidedRwLock {
         RawElidedRwLock {
-            lock: <parking_lot::RawRwLock as lock_api::RawRwLock>::INIT,
-            elision: Elision {
+            lock: Line(<parking_lot::RawRwLock as lock_api::RawRwLock>::INIT),
+            elision: Line(Elision {
                 policy,
                 ..Elision::new(SiteId::RWLOCK)
-            },
+            }),
         }
     }
 }
@@ -42,8 +57,12 @@ impl RawElidedRwLock {
     unsafe fn take_for_model(key: usize) -> Box<dyn std::any::Any> {
         // SAFETY: the caller passes the key of a live lock, whose address
         // is the key without its access bit.
-        let raw = unsafe { &*((key & !1) as *const RawElidedRwLock) };
-        let taken: Option<Box<dyn std::any::Any>> = if key & 1 == 1 {
+        let raw = unsafe { &*((key & !Held::MODE) as *const RawElidedRwLock) };
+        let taken: Option<Box<dyn std::any::Any>> = if key & Held::UPGRADABLE != 0 {
+            raw.lock
+                .try_lock_upgradable()
+                .map(|g| Box::new(g) as Box<dyn std::any::Any>)
+        } else if key & Held::EXCLUSIVE != 0 {
             raw.lock
                 .try_lock_exclusive()
                 .map(|g| Box::new(g) as Box<dyn std::any::Any>)
@@ -86,6 +105,7 @@ unsafe impl lock_api::RawRwLock for RawElidedRwLock {
             &self.elision,
             Held::new(self, false),
             || self.lock.is_locked_exclusive(),
+            || self.lock.is_locked(),
             || self.lock.lock_shared(),
             || self.lock.try_lock_shared(),
             RawElidedRwLock::take_for_model,
@@ -98,6 +118,7 @@ unsafe impl lock_api::RawRwLock for RawElidedRwLock {
             &self.elision,
             Held::new(self, false),
             || self.lock.is_locked_exclusive(),
+            || self.lock.is_locked(),
             || self.lock.try_lock_shared(),
             RawElidedRwLock::take_for_model,
         )
@@ -117,6 +138,7 @@ unsafe impl lock_api::RawRwLock for RawElidedRwLock {
             &self.elision,
             Held::new(self, true),
             || self.lock.is_locked(),
+            || false,
             || self.lock.lock_exclusive(),
             || self.lock.try_lock_exclusive(),
             RawElidedRwLock::take_for_model,
@@ -129,6 +151,7 @@ unsafe impl lock_api::RawRwLock for RawElidedRwLock {
             &self.elision,
             Held::new(self, true),
             || self.lock.is_locked(),
+            || false,
             || self.lock.try_lock_exclusive(),
             RawElidedRwLock::take_for_model,
         )
@@ -150,6 +173,269 @@ unsafe impl lock_api::RawRwLock for RawElidedRwLock {
     #[inline]
     fn is_locked_exclusive(&self) -> bool {
         self.lock.is_locked_exclusive()
+    }
+}
+
+// SAFETY: fair unlocks of transactional sections are their commits; of
+// real ones, parking_lot's. `bump_*` yields only a real lock.
+unsafe impl lock_api::RawRwLockFair for RawElidedRwLock {
+    #[inline]
+    unsafe fn unlock_shared_fair(&self, guard: Self::SharedGuard) {
+        release(&self.elision, Held::new(self, false), guard, |g| {
+            // SAFETY: the state came from this lock's real shared lock.
+            unsafe { self.lock.unlock_shared_fair(g) }
+        })
+    }
+
+    #[inline]
+    unsafe fn unlock_exclusive_fair(&self, guard: Self::ExclusiveGuard) {
+        release(&self.elision, Held::new(self, true), guard, |g| {
+            // SAFETY: the state came from this lock's real exclusive lock.
+            unsafe { self.lock.unlock_exclusive_fair(g) }
+        })
+    }
+
+    #[inline]
+    unsafe fn bump_shared(&self, guard: &mut Self::SharedGuard) {
+        super::bump(Held::new(self, false), guard, |g| {
+            // SAFETY: the caller holds the lock shared; `g` is its state.
+            unsafe { self.lock.bump_shared(g) }
+        })
+    }
+
+    #[inline]
+    unsafe fn bump_exclusive(&self, guard: &mut Self::ExclusiveGuard) {
+        super::bump(Held::new(self, true), guard, |g| {
+            // SAFETY: the caller holds the lock exclusively; `g` is its state.
+            unsafe { self.lock.bump_exclusive(g) }
+        })
+    }
+}
+
+// SAFETY: inside a transaction a write section becomes a read section by
+// changing its key in the held set (its subscription, "not held at all",
+// already covers a reader's); under the real lock, parking_lot downgrades.
+unsafe impl lock_api::RawRwLockDowngrade for RawElidedRwLock {
+    #[inline]
+    unsafe fn downgrade(&self, guard: Self::ExclusiveGuard) -> Self::SharedGuard {
+        change_mode(guard, Held::new(self, true), Held::new(self, false), |g| {
+            // SAFETY: the caller holds the lock exclusively; `g` is its state.
+            unsafe { self.lock.downgrade(g) }
+        })
+    }
+}
+
+// SAFETY: timed acquisitions are transactions when one can start now,
+// else parking_lot's timed acquisitions of the real lock.
+unsafe impl lock_api::RawRwLockTimed for RawElidedRwLock {
+    type Duration = std::time::Duration;
+    type Instant = std::time::Instant;
+
+    fn try_lock_shared_for(&self, timeout: Self::Duration) -> Option<Self::SharedGuard> {
+        match std::time::Instant::now().checked_add(timeout) {
+            Some(deadline) => self.try_lock_shared_until(deadline),
+            None => Some(lock_api::RawRwLock::lock_shared(self)),
+        }
+    }
+
+    fn try_lock_shared_until(&self, deadline: Self::Instant) -> Option<Self::SharedGuard> {
+        acquire_until(
+            &self.elision,
+            Held::new(self, false),
+            || self.lock.is_locked_exclusive(),
+            || self.lock.is_locked(),
+            || self.lock.try_lock_shared(),
+            || self.lock.try_lock_shared_until(deadline),
+            || std::time::Instant::now() >= deadline,
+            RawElidedRwLock::take_for_model,
+        )
+    }
+
+    fn try_lock_exclusive_for(&self, timeout: Self::Duration) -> Option<Self::ExclusiveGuard> {
+        match std::time::Instant::now().checked_add(timeout) {
+            Some(deadline) => self.try_lock_exclusive_until(deadline),
+            None => Some(lock_api::RawRwLock::lock_exclusive(self)),
+        }
+    }
+
+    fn try_lock_exclusive_until(&self, deadline: Self::Instant) -> Option<Self::ExclusiveGuard> {
+        acquire_until(
+            &self.elision,
+            Held::new(self, true),
+            || self.lock.is_locked(),
+            || false,
+            || self.lock.try_lock_exclusive(),
+            || self.lock.try_lock_exclusive_until(deadline),
+            || std::time::Instant::now() >= deadline,
+            RawElidedRwLock::take_for_model,
+        )
+    }
+}
+
+// SAFETY: an upgradable read inside a transaction is a read that may later
+// write, so it subscribes like a write (the lock word free of every real
+// holder, readers included) and upgrading it inside the transaction only
+// changes its key; it excludes writers and other upgradable reads of the
+// same transaction through the held set. Under the real lock, parking_lot's
+// upgradable lock does it all.
+unsafe impl lock_api::RawRwLockUpgrade for RawElidedRwLock {
+    type UpgradableGuard =
+        GuardState<<parking_lot::RawRwLock as lock_api::RawRwLockUpgrade>::UpgradableGuard>;
+
+    #[inline]
+    fn lock_upgradable(&self) -> Self::UpgradableGuard {
+        acquire(
+            &self.elision,
+            Held::upgradable(self),
+            || self.lock.is_locked(),
+            || false,
+            || self.lock.lock_upgradable(),
+            || self.lock.try_lock_upgradable(),
+            RawElidedRwLock::take_for_model,
+        )
+    }
+
+    #[inline]
+    fn try_lock_upgradable(&self) -> Option<Self::UpgradableGuard> {
+        try_acquire(
+            &self.elision,
+            Held::upgradable(self),
+            || self.lock.is_locked(),
+            || false,
+            || self.lock.try_lock_upgradable(),
+            RawElidedRwLock::take_for_model,
+        )
+    }
+
+    #[inline]
+    unsafe fn unlock_upgradable(&self, guard: Self::UpgradableGuard) {
+        release(&self.elision, Held::upgradable(self), guard, |g| {
+            // SAFETY: the state came from this lock's real upgradable lock.
+            unsafe { self.lock.unlock_upgradable(g) }
+        })
+    }
+
+    #[inline]
+    unsafe fn upgrade(&self, guard: Self::UpgradableGuard) -> Self::ExclusiveGuard {
+        change_mode(guard, Held::upgradable(self), Held::new(self, true), |g| {
+            // SAFETY: the caller holds the upgradable lock; `g` is its state.
+            unsafe { self.lock.upgrade(g) }
+        })
+    }
+
+    #[inline]
+    unsafe fn try_upgrade(
+        &self,
+        mut guard: Self::UpgradableGuard,
+    ) -> Result<Self::ExclusiveGuard, Self::UpgradableGuard> {
+        settle(&mut guard, Held::upgradable(self));
+        if guard.is_transactional() {
+            // SAFETY: forwarded; the caller holds the upgradable lock.
+            return Ok(unsafe { lock_api::RawRwLockUpgrade::upgrade(self, guard) });
+        }
+        match guard.entry {
+            // SAFETY: the caller holds the upgradable lock; `g` is its state.
+            Entry::Locked(g) => match unsafe { self.lock.try_upgrade(g) } {
+                Ok(e) => Ok(GuardState::locked(e)),
+                Err(u) => Err(GuardState::locked(u)),
+            },
+            Entry::Transaction(_) => unreachable!("handled above"),
+        }
+    }
+}
+
+// SAFETY: as for `RawRwLockFair`.
+unsafe impl lock_api::RawRwLockUpgradeFair for RawElidedRwLock {
+    #[inline]
+    unsafe fn unlock_upgradable_fair(&self, guard: Self::UpgradableGuard) {
+        release(&self.elision, Held::upgradable(self), guard, |g| {
+            // SAFETY: the state came from this lock's real upgradable lock.
+            unsafe { self.lock.unlock_upgradable_fair(g) }
+        })
+    }
+
+    #[inline]
+    unsafe fn bump_upgradable(&self, guard: &mut Self::UpgradableGuard) {
+        super::bump(Held::upgradable(self), guard, |g| {
+            // SAFETY: the caller holds the upgradable lock; `g` is its state.
+            unsafe { self.lock.bump_upgradable(g) }
+        })
+    }
+}
+
+// SAFETY: mode changes inside a transaction change the key (see
+// `RawRwLockDowngrade`); under the real lock, parking_lot's.
+unsafe impl lock_api::RawRwLockUpgradeDowngrade for RawElidedRwLock {
+    #[inline]
+    unsafe fn downgrade_upgradable(&self, guard: Self::UpgradableGuard) -> Self::SharedGuard {
+        change_mode(guard, Held::upgradable(self), Held::new(self, false), |g| {
+            // SAFETY: the caller holds the upgradable lock; `g` is its state.
+            unsafe { self.lock.downgrade_upgradable(g) }
+        })
+    }
+
+    #[inline]
+    unsafe fn downgrade_to_upgradable(&self, guard: Self::ExclusiveGuard) -> Self::UpgradableGuard {
+        change_mode(guard, Held::new(self, true), Held::upgradable(self), |g| {
+            // SAFETY: the caller holds the lock exclusively; `g` is its state.
+            unsafe { self.lock.downgrade_to_upgradable(g) }
+        })
+    }
+}
+
+// SAFETY: as for `RawRwLockTimed`.
+unsafe impl lock_api::RawRwLockUpgradeTimed for RawElidedRwLock {
+    fn try_lock_upgradable_for(&self, timeout: Self::Duration) -> Option<Self::UpgradableGuard> {
+        match std::time::Instant::now().checked_add(timeout) {
+            Some(deadline) => self.try_lock_upgradable_until(deadline),
+            None => Some(lock_api::RawRwLockUpgrade::lock_upgradable(self)),
+        }
+    }
+
+    unsafe fn try_upgrade_for(
+        &self,
+        guard: Self::UpgradableGuard,
+        timeout: Self::Duration,
+    ) -> Result<Self::ExclusiveGuard, Self::UpgradableGuard> {
+        match std::time::Instant::now().checked_add(timeout) {
+            // SAFETY: forwarded; the caller holds the upgradable lock.
+            Some(deadline) => unsafe { self.try_upgrade_until(guard, deadline) },
+            // SAFETY: as above.
+            None => Ok(unsafe { self.upgrade(guard) }),
+        }
+    }
+
+    unsafe fn try_upgrade_until(
+        &self,
+        mut guard: Self::UpgradableGuard,
+        deadline: Self::Instant,
+    ) -> Result<Self::ExclusiveGuard, Self::UpgradableGuard> {
+        settle(&mut guard, Held::upgradable(self));
+        if guard.is_transactional() {
+            // SAFETY: forwarded; the caller holds the upgradable lock.
+            return Ok(unsafe { self.upgrade(guard) });
+        }
+        match guard.entry {
+            // SAFETY: the caller holds the upgradable lock; `g` is its state.
+            Entry::Locked(g) => match unsafe { self.lock.try_upgrade_until(g, deadline) } {
+                Ok(e) => Ok(GuardState::locked(e)),
+                Err(u) => Err(GuardState::locked(u)),
+            },
+            Entry::Transaction(_) => unreachable!("handled above"),
+        }
+    }
+
+    fn try_lock_upgradable_until(&self, deadline: Self::Instant) -> Option<Self::UpgradableGuard> {
+        acquire_until(
+            &self.elision,
+            Held::upgradable(self),
+            || self.lock.is_locked(),
+            || false,
+            || self.lock.try_lock_upgradable(),
+            || self.lock.try_lock_upgradable_until(deadline),
+            || std::time::Instant::now() >= deadline,
+            RawElidedRwLock::take_for_model,
+        )
     }
 }
 
@@ -182,8 +468,73 @@ unsafe impl lock_api::RawRwLock for RawElidedRwLock {
 /// writer.join().unwrap();
 /// assert_eq!(table.read().iter().sum::<u32>(), 100);
 /// ```
+#[repr(transparent)] // the `*_arc` methods cast `Arc<Self>` to `Arc<Inner>`
 pub struct ElidedRwLock<T: ?Sized> {
     inner: lock_api::RwLock<RawElidedRwLock, T>,
+}
+
+/// `ElidedRwLock` is `lock_api::RwLock<RawElidedRwLock, T>` with hytm's
+/// constructors: it dereferences to it, so every `lock_api::RwLock` method
+/// is there: upgradable reads, timed acquisitions, `data_ptr`, and the
+/// guards' `downgrade`, `upgrade`, `map`, `unlock_fair`, `bump`.
+///
+/// ```
+/// use hytm::ElidedRwLock;
+/// use hytm::lock_api::{RwLockUpgradableReadGuard, RwLockWriteGuard};
+/// let lock = ElidedRwLock::new(vec![1]);
+/// let r = lock.upgradable_read();
+/// if r.len() == 1 {
+///     let mut w = RwLockUpgradableReadGuard::upgrade(r);
+///     w.push(2);
+///     let r = RwLockWriteGuard::downgrade(w);
+///     assert_eq!(*r, [1, 2]);
+/// }
+/// ```
+impl<T: ?Sized> std::ops::Deref for ElidedRwLock<T> {
+    type Target = lock_api::RwLock<RawElidedRwLock, T>;
+
+    fn deref(&self) -> &Self::Target {
+        &self.inner
+    }
+}
+
+impl<T: ?Sized> ElidedRwLock<T> {
+    /// Locks shared through an `Arc` (`lock_api`'s `read_arc`).
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// let l = Arc::new(hytm::ElidedRwLock::new(3));
+    /// assert_eq!(*l.read_arc(), 3);
+    /// ```
+    pub fn read_arc(
+        self: &std::sync::Arc<Self>,
+    ) -> lock_api::ArcRwLockReadGuard<RawElidedRwLock, T> {
+        Self::as_inner_arc(self).read_arc()
+    }
+
+    /// Locks exclusively through an `Arc` (`lock_api`'s `write_arc`).
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// let l = Arc::new(hytm::ElidedRwLock::new(3));
+    /// *l.write_arc() += 1;
+    /// assert_eq!(*l.read(), 4);
+    /// ```
+    pub fn write_arc(
+        self: &std::sync::Arc<Self>,
+    ) -> lock_api::ArcRwLockWriteGuard<RawElidedRwLock, T> {
+        Self::as_inner_arc(self).write_arc()
+    }
+
+    fn as_inner_arc(
+        this: &std::sync::Arc<Self>,
+    ) -> std::sync::Arc<lock_api::RwLock<RawElidedRwLock, T>> {
+        let raw = std::sync::Arc::into_raw(std::sync::Arc::clone(this));
+        // SAFETY: `ElidedRwLock` is `repr(transparent)` over the lock_api
+        // rwlock: same layout and metadata, same allocation (its count was
+        // just raised).
+        unsafe { std::sync::Arc::from_raw(raw as *const lock_api::RwLock<RawElidedRwLock, T>) }
+    }
 }
 
 /// Shared guard of an [`ElidedRwLock`]; `!Send`, like the write guard.
@@ -351,7 +702,13 @@ impl<T: ?Sized + fmt::Debug> fmt::Debug for ElidedRwLock<T> {
         let mut d = f.debug_struct("ElidedRwLock");
         // SAFETY: the raw lock is only used through its own API here.
         let raw = unsafe { self.inner.raw() };
-        match raw.lock.try_lock_shared() {
+        // As for `ElidedMutex`: not inside this thread's own write section.
+        let real = if super::debug_must_not_peek(Held::new(raw, false)) {
+            None
+        } else {
+            raw.lock.try_lock_shared()
+        };
+        match real {
             Some(g) => {
                 // SAFETY: we hold the real lock shared: no writer, real or
                 // transactional (they subscribe to the word), runs.

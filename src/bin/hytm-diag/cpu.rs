@@ -32,7 +32,17 @@ pub fn report(with_mode: bool) -> Output {
         l.add("RTM", yes_no(cpu.rtm));
         l.add("HLE", yes_no(cpu.hle));
         l.add("RTM_ALWAYS_ABORT", yes_no(cpu.rtm_always_abort));
-        l.add("TSX_FORCE_ABORT", yes_no(cpu.tsx_force_abort));
+        l.add(
+            "TSX_FORCE_ABORT",
+            match (cpu.tsx_force_abort, cpu.rtm_force_abort) {
+                (false, _) => "no".to_string(),
+                (true, Some(true)) => "yes, RTM_FORCE_ABORT set: every transaction aborts".into(),
+                (true, Some(false)) => "yes, RTM_FORCE_ABORT clear".into(),
+                (true, None) => {
+                    "yes, RTM_FORCE_ABORT unreadable (needs root and the msr driver): the probe decides".into()
+                }
+            },
+        );
         l.add("TSXLDTRK", yes_no(cpu.tsxldtrk));
         l.add("denylist", cpu.denylisted().unwrap_or("not listed"));
     } else {
@@ -90,6 +100,7 @@ pub fn report(with_mode: bool) -> Output {
             "hle": cpu.hle,
             "rtm_always_abort": cpu.rtm_always_abort,
             "tsx_force_abort": cpu.tsx_force_abort,
+            "rtm_force_abort": cpu.rtm_force_abort,
             "tsxldtrk": cpu.tsxldtrk,
             "denylisted": cpu.denylisted(),
         },
