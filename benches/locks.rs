@@ -10,7 +10,15 @@
 //!
 //! The children run in interleaved rounds (every child once per round, each
 //! figure the median over the rounds), so all peers see the same drift of a
-//! shared machine.
+//! shared machine; the table of those medians is printed first.
+//!
+//! Then criterion measures every (workload, threads, peer) through
+//! `iter_custom`: each sample starts a child process of the peer's group
+//! that runs exactly the requested number of operations and reports the
+//! time it took (process start-up excluded). Criterion's reports land in
+//! `target/criterion`; its samples of one peer are taken back to back, so
+//! on a noisy machine compare peers in the interleaved table. `--quick`
+//! shortens both parts; `--tables-only` skips criterion.
 
 #[path = "harness/mod.rs"]
 mod harness;
@@ -18,9 +26,11 @@ mod harness;
 use std::cell::UnsafeCell;
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
+use std::time::Duration;
 
+use criterion::Criterion;
 use crossbeam_utils::CachePadded;
-use harness::{measure, print_table, Figure, Ratio, Timing, XorShift};
+use harness::{print_table, Figure, Meter, Ops, OpsRequest, Ratio, Timing, XorShift};
 
 /// The locks compared: each runs a closure with exclusive access.
 trait Lock<T>: Sync {
@@ -111,22 +121,37 @@ fn map() -> Map {
     (0..MAP_KEYS).map(|k| (k, k)).collect()
 }
 
-/// Measures every workload for one lock type.
-fn run_workloads<C, M>(
-    timing: Timing,
-    peer: &str,
+const WORKLOADS: [&str; 4] = [
+    "counter N=1",
+    "counter N=64",
+    "counter N=4096",
+    "hashmap 64k 80% get",
+];
+const THREADS: [usize; 2] = [1, 2];
+
+/// Measures the workloads for one lock type with `meter`: all of them, or
+/// only `only`'s (workload, threads).
+fn run_workloads<Mt, C, M>(
+    meter: &Mt,
+    only: Option<(&str, usize)>,
     new_counters: impl Fn(Vec<CachePadded<u64>>) -> C,
     new_map: impl Fn(Map) -> M,
-) -> Vec<Figure>
+) -> Vec<(String, usize, Mt::Out)>
 where
+    Mt: Meter,
     C: Lock<Vec<CachePadded<u64>>>,
     M: Lock<Map>,
 {
     let mut out = Vec::new();
-    for threads in [1, 2] {
+    let wanted = |w: &str, t: usize| only.is_none_or(|(ow, ot)| ow == w && ot == t);
+    for threads in THREADS {
         for n in [1usize, 64, 4096] {
+            let workload = format!("counter N={n}");
+            if !wanted(&workload, threads) {
+                continue;
+            }
             let lock = new_counters(counters(n));
-            let mops = measure(timing, threads, |t| {
+            let m = meter.meter(threads, |t| {
                 let lock = &lock;
                 let mut rng = XorShift::new(t);
                 move || {
@@ -134,15 +159,14 @@ where
                     lock.with(|c| *c[i] += 1);
                 }
             });
-            out.push(Figure {
-                workload: format!("counter N={n}"),
-                threads,
-                peer: peer.into(),
-                mops: Some(mops),
-            });
+            out.push((workload, threads, m));
+        }
+        let workload = WORKLOADS[3];
+        if !wanted(workload, threads) {
+            continue;
         }
         let lock = new_map(map());
-        let mops = measure(timing, threads, |t| {
+        let m = meter.meter(threads, |t| {
             let lock = &lock;
             let mut rng = XorShift::new(t);
             move || {
@@ -155,14 +179,105 @@ where
                 }
             }
         });
-        out.push(Figure {
-            workload: "hashmap 64k 80% get".into(),
+        out.push((workload.to_string(), threads, m));
+    }
+    out
+}
+
+/// Every workload for one lock type, timed: the table's figures.
+fn figures<C, M>(
+    timing: Timing,
+    peer: &str,
+    new_counters: impl Fn(Vec<CachePadded<u64>>) -> C,
+    new_map: impl Fn(Map) -> M,
+) -> Vec<Figure>
+where
+    C: Lock<Vec<CachePadded<u64>>>,
+    M: Lock<Map>,
+{
+    run_workloads(&timing, None, new_counters, new_map)
+        .into_iter()
+        .map(|(workload, threads, mops)| Figure {
+            workload,
             threads,
             peer: peer.into(),
             mops: Some(mops),
-        });
+        })
+        .collect()
+}
+
+/// The peers, each with the child group it runs in and that group's
+/// environment.
+const PEERS: [(&str, &str, (&str, &str)); 6] = [
+    ("std", "main", ("HYTM_MODE", "auto")),
+    ("parking_lot", "main", ("HYTM_MODE", "auto")),
+    ("pthread", "main", ("HYTM_MODE", "auto")),
+    ("hytm", "main", ("HYTM_MODE", "auto")),
+    (
+        "pthread-elide",
+        "glibc",
+        ("GLIBC_TUNABLES", "glibc.elision.enable=1"),
+    ),
+    ("hytm-fallback", "fallback", ("HYTM_MODE", "fallback")),
+];
+
+/// A child's criterion sample: `req.ops` operations of one workload for one
+/// peer.
+fn child_ops(req: &OpsRequest) {
+    let ops = Ops(req.ops);
+    let only = Some((req.workload.as_str(), req.threads));
+    let out = match req.peer.as_str() {
+        "std" => run_workloads(&ops, only, std::sync::Mutex::new, std::sync::Mutex::new),
+        "parking_lot" => {
+            run_workloads(&ops, only, parking_lot::Mutex::new, parking_lot::Mutex::new)
+        }
+        "pthread" | "pthread-elide" => {
+            run_workloads(&ops, only, PthreadMutex::new, PthreadMutex::new)
+        }
+        "hytm" | "hytm-fallback" => {
+            run_workloads(&ops, only, hytm::ElidedMutex::new, hytm::ElidedMutex::new)
+        }
+        other => panic!("unknown peer {other}"),
+    };
+    let (_, _, elapsed) = out
+        .into_iter()
+        .next()
+        .unwrap_or_else(|| panic!("unknown workload {req:?}"));
+    OpsRequest::answer(elapsed);
+}
+
+/// Criterion's measurement of every (workload, threads, peer), each sample
+/// in a child process of the peer's group.
+fn criterion_peers(quick: bool) {
+    let (warm_up, measurement) = if quick {
+        (Duration::from_millis(100), Duration::from_millis(300))
+    } else {
+        (Duration::from_millis(500), Duration::from_secs(2))
+    };
+    let mut c = Criterion::default()
+        .sample_size(10)
+        .warm_up_time(warm_up)
+        .measurement_time(measurement);
+    for threads in THREADS {
+        for workload in WORKLOADS {
+            let mut g = c.benchmark_group(format!("locks {workload} thr={threads}"));
+            for (peer, group, env) in PEERS {
+                g.bench_function(peer, |b| {
+                    b.iter_custom(|iters| {
+                        let req = OpsRequest {
+                            workload: workload.into(),
+                            threads,
+                            peer: peer.into(),
+                            ops: iters,
+                        };
+                        harness::run_child_ops(group, &[env], &req)
+                    })
+                });
+            }
+            g.finish();
+        }
     }
-    out
+    c.final_summary();
 }
 
 /// Checks with xtest whether glibc really elides its mutex here.
@@ -179,26 +294,28 @@ fn glibc_elision_note() -> String {
 }
 
 fn child(group: &str, timing: Timing) {
+    if let Some(req) = OpsRequest::from_env() {
+        child_ops(&req);
+        return;
+    }
     let figures = match group {
         "main" => {
             type Peer = Box<dyn Fn() -> Vec<Figure>>;
             let peers: Vec<Peer> = vec![
                 Box::new(move || {
-                    run_workloads(timing, "std", std::sync::Mutex::new, std::sync::Mutex::new)
+                    figures(timing, "std", std::sync::Mutex::new, std::sync::Mutex::new)
                 }),
                 Box::new(move || {
-                    run_workloads(
+                    figures(
                         timing,
                         "parking_lot",
                         parking_lot::Mutex::new,
                         parking_lot::Mutex::new,
                     )
                 }),
+                Box::new(move || figures(timing, "pthread", PthreadMutex::new, PthreadMutex::new)),
                 Box::new(move || {
-                    run_workloads(timing, "pthread", PthreadMutex::new, PthreadMutex::new)
-                }),
-                Box::new(move || {
-                    run_workloads(
+                    figures(
                         timing,
                         "hytm",
                         hytm::ElidedMutex::new,
@@ -215,7 +332,7 @@ fn child(group: &str, timing: Timing) {
         }
         "glibc" => {
             println!("NOTE {}", glibc_elision_note());
-            run_workloads(
+            figures(
                 timing,
                 "pthread-elide",
                 PthreadMutex::new,
@@ -224,7 +341,7 @@ fn child(group: &str, timing: Timing) {
         }
         "fallback" => {
             assert_eq!(hytm::mode(), hytm::Mode::Fallback);
-            run_workloads(
+            figures(
                 timing,
                 "hytm-fallback",
                 hytm::ElidedMutex::new,
@@ -278,6 +395,11 @@ fn main() {
         printed_notes.set(true);
         figures
     });
+    // Criterion first, so that the side-by-side table is the last thing
+    // printed.
+    if !std::env::args().any(|a| a == "--tables-only") {
+        criterion_peers(timing.reps == 1 && timing.run < std::time::Duration::from_millis(500));
+    }
     print_table(
         "Elided locks",
         &figures,

@@ -8,12 +8,23 @@
 //! parking_lot::Mutex around the same structure; at 2 threads also the mixes
 //! with one thread forced to software. Each round measures every peer once;
 //! the figures are medians over the rounds, so every peer sees the same drift
-//! of the machine, and each round starts at another peer.
+//! of the machine, and each round starts at another peer. That table is
+//! printed last.
+//!
+//! Before it, criterion measures every (workload, threads, peer) through
+//! `iter_custom` (each sample a fixed number of operations on the pinned
+//! threads); its reports land in `target/criterion`. Its samples of one
+//! peer are taken back to back, so on a noisy machine compare peers in the
+//! interleaved table. `--quick` shortens both parts; `--tables-only` skips
+//! criterion.
 
 #[path = "harness/mod.rs"]
 mod harness;
 
-use harness::{measure, print_table, Figure, Ratio, Timing, XorShift};
+use std::time::Duration;
+
+use criterion::Criterion;
+use harness::{print_table, Figure, Meter, Ops, Ratio, Timing, XorShift};
 use hytm::{FallbackKind, Policy, Site, TCell};
 
 const ACCOUNTS: usize = 1024;
@@ -139,164 +150,210 @@ fn accounts(r: u64) -> (usize, usize) {
     )
 }
 
-/// hytm bank and set, with the site each thread uses.
-fn hytm_figures(
-    timing: Timing,
-    peer: &str,
+const WORKLOADS: [&str; 2] = ["bank 1k accounts", "hash set 80% get"];
+
+/// Whether `workload` is wanted: all of them, or only the one named.
+fn wanted(only: Option<&str>, workload: &str) -> bool {
+    only.is_none_or(|w| w == workload)
+}
+
+/// hytm bank and set, with the site each thread uses; measured with
+/// `meter`, all workloads or only `only`.
+fn hytm_run<Mt: Meter>(
+    meter: &Mt,
+    only: Option<&str>,
     sites: [&'static Site; 2],
     threads: usize,
-) -> Vec<Figure> {
-    let bank: Vec<TCell<i64>> = (0..ACCOUNTS).map(|_| TCell::new(1000)).collect();
-    let bank_mops = measure(timing, threads, |t| {
-        let (bank, site) = (&bank, sites[t % 2]);
-        let mut rng = XorShift::new(t);
-        move || {
-            let (a, b) = accounts(rng.next());
-            site.atomic(|tx| {
-                let x = tx.read(&bank[a])?;
-                tx.write(&bank[a], x - 1)?;
-                let y = tx.read(&bank[b])?;
-                tx.write(&bank[b], y + 1)
-            });
-        }
-    });
-    assert_eq!(
-        bank.iter().map(TCell::load).sum::<i64>(),
-        1000 * ACCOUNTS as i64
-    );
-    let set: Vec<TCell<u64>> = initial_set().into_iter().map(TCell::new).collect();
-    let set_mops = measure(timing, threads, |t| {
-        let (set, site) = (&set, sites[t % 2]);
-        let mut rng = XorShift::new(t);
-        move || {
-            let r = rng.next();
-            std::hint::black_box(site.atomic(|tx| set_op(&mut HytmSlots(tx, set), r)));
-        }
-    });
-    vec![
-        Figure {
-            workload: "bank 1k accounts".into(),
-            threads,
-            peer: peer.into(),
-            mops: Some(bank_mops),
-        },
-        Figure {
-            workload: "hash set 80% get".into(),
-            threads,
-            peer: peer.into(),
-            mops: Some(set_mops),
-        },
-    ]
+) -> Vec<(&'static str, Mt::Out)> {
+    let mut out = Vec::new();
+    if wanted(only, WORKLOADS[0]) {
+        let bank: Vec<TCell<i64>> = (0..ACCOUNTS).map(|_| TCell::new(1000)).collect();
+        let m = meter.meter(threads, |t| {
+            let (bank, site) = (&bank, sites[t % 2]);
+            let mut rng = XorShift::new(t);
+            move || {
+                let (a, b) = accounts(rng.next());
+                site.atomic(|tx| {
+                    let x = tx.read(&bank[a])?;
+                    tx.write(&bank[a], x - 1)?;
+                    let y = tx.read(&bank[b])?;
+                    tx.write(&bank[b], y + 1)
+                });
+            }
+        });
+        assert_eq!(
+            bank.iter().map(TCell::load).sum::<i64>(),
+            1000 * ACCOUNTS as i64
+        );
+        out.push((WORKLOADS[0], m));
+    }
+    if wanted(only, WORKLOADS[1]) {
+        let set: Vec<TCell<u64>> = initial_set().into_iter().map(TCell::new).collect();
+        let m = meter.meter(threads, |t| {
+            let (set, site) = (&set, sites[t % 2]);
+            let mut rng = XorShift::new(t);
+            move || {
+                let r = rng.next();
+                std::hint::black_box(site.atomic(|tx| set_op(&mut HytmSlots(tx, set), r)));
+            }
+        });
+        out.push((WORKLOADS[1], m));
+    }
+    out
 }
 
-fn stm_crate_figures(timing: Timing, threads: usize) -> Vec<Figure> {
-    let bank: Vec<stm::TVar<i64>> = (0..ACCOUNTS).map(|_| stm::TVar::new(1000)).collect();
-    let bank_mops = measure(timing, threads, |t| {
-        let bank = &bank;
-        let mut rng = XorShift::new(t);
-        move || {
-            let (a, b) = accounts(rng.next());
-            stm::atomically(|tx| {
-                let x = bank[a].read(tx)?;
-                bank[a].write(tx, x - 1)?;
-                let y = bank[b].read(tx)?;
-                bank[b].write(tx, y + 1)
-            });
-        }
-    });
-    let set: Vec<stm::TVar<u64>> = initial_set().into_iter().map(stm::TVar::new).collect();
-    let set_mops = measure(timing, threads, |t| {
-        let set = &set;
-        let mut rng = XorShift::new(t);
-        move || {
-            let r = rng.next();
-            std::hint::black_box(stm::atomically(|tx| set_op(&mut StmSlots(tx, set), r)));
-        }
-    });
-    vec![
-        Figure {
-            workload: "bank 1k accounts".into(),
-            threads,
-            peer: "stm-crate".into(),
-            mops: Some(bank_mops),
-        },
-        Figure {
-            workload: "hash set 80% get".into(),
-            threads,
-            peer: "stm-crate".into(),
-            mops: Some(set_mops),
-        },
-    ]
+fn stm_crate_run<Mt: Meter>(
+    meter: &Mt,
+    only: Option<&str>,
+    threads: usize,
+) -> Vec<(&'static str, Mt::Out)> {
+    let mut out = Vec::new();
+    if wanted(only, WORKLOADS[0]) {
+        let bank: Vec<stm::TVar<i64>> = (0..ACCOUNTS).map(|_| stm::TVar::new(1000)).collect();
+        let m = meter.meter(threads, |t| {
+            let bank = &bank;
+            let mut rng = XorShift::new(t);
+            move || {
+                let (a, b) = accounts(rng.next());
+                stm::atomically(|tx| {
+                    let x = bank[a].read(tx)?;
+                    bank[a].write(tx, x - 1)?;
+                    let y = bank[b].read(tx)?;
+                    bank[b].write(tx, y + 1)
+                });
+            }
+        });
+        out.push((WORKLOADS[0], m));
+    }
+    if wanted(only, WORKLOADS[1]) {
+        let set: Vec<stm::TVar<u64>> = initial_set().into_iter().map(stm::TVar::new).collect();
+        let m = meter.meter(threads, |t| {
+            let set = &set;
+            let mut rng = XorShift::new(t);
+            move || {
+                let r = rng.next();
+                std::hint::black_box(stm::atomically(|tx| set_op(&mut StmSlots(tx, set), r)));
+            }
+        });
+        out.push((WORKLOADS[1], m));
+    }
+    out
 }
 
-fn mutex_figures(timing: Timing, threads: usize) -> Vec<Figure> {
-    let bank = parking_lot::Mutex::new(vec![1000i64; ACCOUNTS]);
-    let bank_mops = measure(timing, threads, |t| {
-        let bank = &bank;
-        let mut rng = XorShift::new(t);
-        move || {
-            let (a, b) = accounts(rng.next());
-            let mut g = bank.lock();
-            g[a] -= 1;
-            g[b] += 1;
+fn mutex_run<Mt: Meter>(
+    meter: &Mt,
+    only: Option<&str>,
+    threads: usize,
+) -> Vec<(&'static str, Mt::Out)> {
+    let mut out = Vec::new();
+    if wanted(only, WORKLOADS[0]) {
+        let bank = parking_lot::Mutex::new(vec![1000i64; ACCOUNTS]);
+        let m = meter.meter(threads, |t| {
+            let bank = &bank;
+            let mut rng = XorShift::new(t);
+            move || {
+                let (a, b) = accounts(rng.next());
+                let mut g = bank.lock();
+                g[a] -= 1;
+                g[b] += 1;
+            }
+        });
+        out.push((WORKLOADS[0], m));
+    }
+    if wanted(only, WORKLOADS[1]) {
+        let set = parking_lot::Mutex::new(initial_set());
+        let m = meter.meter(threads, |t| {
+            let set = &set;
+            let mut rng = XorShift::new(t);
+            move || {
+                let r = rng.next();
+                let Ok(found) = set_op(&mut PlainSlots(&mut set.lock()), r);
+                std::hint::black_box(found);
+            }
+        });
+        out.push((WORKLOADS[1], m));
+    }
+    out
+}
+
+/// The peers: name, and whether it runs at 2 threads only.
+const PEERS: [(&str, bool); 7] = [
+    ("hytm", false),
+    ("hytm-stm", false),
+    ("hytm-lock", false),
+    ("stm-crate", false),
+    ("parking_lot", false),
+    ("mix-stm", true),
+    ("mix-lock", true),
+];
+
+/// Measures one peer with `meter`.
+fn run_peer<Mt: Meter>(
+    meter: &Mt,
+    only: Option<&str>,
+    peer: &str,
+    threads: usize,
+) -> Vec<(&'static str, Mt::Out)> {
+    match peer {
+        "hytm" => hytm_run(meter, only, [&AUTO, &AUTO], threads),
+        "hytm-stm" => hytm_run(meter, only, [&STM_PATH, &STM_PATH], threads),
+        "hytm-lock" => hytm_run(meter, only, [&LOCK_FALLBACK, &LOCK_FALLBACK], threads),
+        "stm-crate" => stm_crate_run(meter, only, threads),
+        "parking_lot" => mutex_run(meter, only, threads),
+        "mix-stm" => hytm_run(meter, only, [&AUTO, &STM_PATH], threads),
+        "mix-lock" => hytm_run(meter, only, [&LOCK_FALLBACK, &LOCK_ONLY], threads),
+        other => panic!("unknown peer {other}"),
+    }
+}
+
+/// Criterion's measurement of every (workload, threads, peer), in this
+/// process: each sample runs the requested number of operations.
+fn criterion_peers(quick: bool) {
+    let (warm_up, measurement) = if quick {
+        (Duration::from_millis(100), Duration::from_millis(300))
+    } else {
+        (Duration::from_millis(500), Duration::from_secs(2))
+    };
+    let mut c = Criterion::default()
+        .sample_size(10)
+        .warm_up_time(warm_up)
+        .measurement_time(measurement);
+    for threads in [1, 2] {
+        for workload in WORKLOADS {
+            let mut g = c.benchmark_group(format!("tm {workload} thr={threads}"));
+            for (peer, two_only) in PEERS {
+                if two_only && threads != 2 {
+                    continue;
+                }
+                g.bench_function(peer, |b| {
+                    b.iter_custom(|iters| run_peer(&Ops(iters), Some(workload), peer, threads)[0].1)
+                });
+            }
+            g.finish();
         }
-    });
-    let set = parking_lot::Mutex::new(initial_set());
-    let set_mops = measure(timing, threads, |t| {
-        let set = &set;
-        let mut rng = XorShift::new(t);
-        move || {
-            let r = rng.next();
-            let Ok(found) = set_op(&mut PlainSlots(&mut set.lock()), r);
-            std::hint::black_box(found);
-        }
-    });
-    vec![
-        Figure {
-            workload: "bank 1k accounts".into(),
-            threads,
-            peer: "parking_lot".into(),
-            mops: Some(bank_mops),
-        },
-        Figure {
-            workload: "hash set 80% get".into(),
-            threads,
-            peer: "parking_lot".into(),
-            mops: Some(set_mops),
-        },
-    ]
+    }
+    c.final_summary();
 }
 
 /// Every peer once, starting at peer `round`: one round of
 /// [`harness::interleaved`].
 fn all_figures(timing: Timing, round: usize) -> Vec<Figure> {
-    type Peer<'a> = Box<dyn Fn() -> Vec<Figure> + 'a>;
     let mut figures = Vec::new();
     for threads in [1, 2] {
-        let mut peers: Vec<Peer> = vec![
-            Box::new(move || hytm_figures(timing, "hytm", [&AUTO, &AUTO], threads)),
-            Box::new(move || hytm_figures(timing, "hytm-stm", [&STM_PATH, &STM_PATH], threads)),
-            Box::new(move || {
-                hytm_figures(
-                    timing,
-                    "hytm-lock",
-                    [&LOCK_FALLBACK, &LOCK_FALLBACK],
-                    threads,
-                )
-            }),
-            Box::new(move || stm_crate_figures(timing, threads)),
-            Box::new(move || mutex_figures(timing, threads)),
-        ];
-        if threads == 2 {
-            peers.push(Box::new(move || {
-                hytm_figures(timing, "mix-stm", [&AUTO, &STM_PATH], threads)
-            }));
-            peers.push(Box::new(move || {
-                hytm_figures(timing, "mix-lock", [&LOCK_FALLBACK, &LOCK_ONLY], threads)
-            }));
-        }
+        let peers: Vec<&str> = PEERS
+            .iter()
+            .filter(|(_, two_only)| threads == 2 || !two_only)
+            .map(|(peer, _)| *peer)
+            .collect();
         for peer in harness::rotated(peers, round) {
-            figures.extend(peer());
+            for (workload, mops) in run_peer(&timing, None, peer, threads) {
+                figures.push(Figure {
+                    workload: workload.into(),
+                    threads,
+                    peer: peer.into(),
+                    mops: Some(mops),
+                });
+            }
         }
     }
     figures
@@ -312,6 +369,11 @@ fn main() {
         hytm::mode_reason()
     );
     let figures = harness::interleaved(timing, all_figures);
+    // Criterion after the rounds, so that the side-by-side table is the
+    // last thing printed.
+    if !std::env::args().any(|a| a == "--tables-only") {
+        criterion_peers(timing.reps == 1 && timing.run < Duration::from_millis(500));
+    }
     print_table(
         "Hybrid TM",
         &figures,

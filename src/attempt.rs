@@ -162,7 +162,7 @@ pub(crate) fn run<R>(
             false => status,
         };
         Policy::record(&mut history, status);
-        history.random = fastrand::u32(..);
+        history.random = crate::rng::u32();
         match policy.decide(&history, status) {
             Decision::Retry { spins } => {
                 exec.retries += 1;
@@ -272,7 +272,7 @@ fn roll_injection(rt: &Runtime) -> Option<Injected> {
     if rules.is_empty() && rollback == 0.0 {
         return None;
     }
-    let mut draw = fastrand::f64();
+    let mut draw = crate::rng::f64();
     for r in rules {
         if draw < r.probability {
             return Some(Injected::Abort(r.cause.synthetic_status()));
@@ -289,7 +289,7 @@ fn roll_injection(rt: &Runtime) -> Option<Injected> {
 #[inline]
 pub(crate) fn roll_software_rollback(rt: &Runtime) -> bool {
     let p = rt.config.rollback_probability();
-    p > 0.0 && fastrand::f64() < p
+    p > 0.0 && crate::rng::f64() < p
 }
 
 /// Jittered backoff between charged retries: `spins` pause iterations.
@@ -308,7 +308,7 @@ fn spin(spins: u32) {
 /// shortens the skip length of a recovering site. A steady hardware
 /// workload never writes it.
 ///
-/// DESIGN.md asks for adaptive state "on its own cache lines"; a padded
+/// docs/design.md asks for adaptive state "on its own cache lines"; a padded
 /// word would make every elided lock 128 bytes larger, and with writes
 /// limited as above the shared line costs nothing on the hardware path.
 #[derive(Debug, Default)]

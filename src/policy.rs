@@ -95,8 +95,13 @@ pub enum FallbackKind {
 
 /// The retry policy: budgets per abort cause, backoff, adaptivity, fallback.
 ///
-/// Defaults follow DESIGN.md ("Policy defaults"); each says where its value
-/// comes from. Build on [`Policy::default`]:
+/// The defaults: RETRY or CONFLICT retry with jittered exponential backoff,
+/// up to 5 attempts in all; lock busy (`0xff`) or software committing
+/// (`0xfe`) wait until free without charging the budget; CAPACITY without
+/// RETRY gets one more attempt; status 0, DEBUG and NESTED one retry; a
+/// panic or a user abort code falls back at once. Adaptive skipping is on.
+/// (The reasons are in the retry policy table of `docs/design.md` in the
+/// repository.) Build on [`Policy::default`]:
 ///
 /// ```
 /// use hytm::{Policy, rtm::AbortStatus, policy::{Decision, History}};
@@ -174,13 +179,13 @@ impl Policy {
 impl Policy {
     /// The defaults.
     pub const DEFAULT: Policy = Policy {
-        // DESIGN.md: up to 5 attempts in all on RETRY/CONFLICT; glibc's
+        // docs/design.md: up to 5 attempts in all on RETRY/CONFLICT; glibc's
         // elision uses 3 (`glibc.elision.retry_tries`), oneTBB 10.
         max_attempts: 5,
-        // DESIGN.md: one more attempt after CAPACITY without RETRY, since
+        // docs/design.md: one more attempt after CAPACITY without RETRY, since
         // contention can report capacity on 1-2 line footprints.
         capacity_attempts: 2,
-        // DESIGN.md: status 0, DEBUG, NESTED fall back after one retry; the
+        // docs/design.md: status 0, DEBUG, NESTED fall back after one retry; the
         // hypervisor's trickle of status-0 aborts makes the retry worth it.
         other_attempts: 2,
         // Busy waits are not charged, but are bounded so an execution facing

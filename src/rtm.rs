@@ -11,8 +11,8 @@
 //! Builds with `RUSTFLAGS="--cfg hytm_model"` get the third backend, the
 //! HTM model: the same token and instructions, simulated in software on any
 //! CPU, so that the hardware paths run (and their tests fail when they are
-//! wrong) on machines without TSX. See [`model`] for what it models and
-//! what it cannot show. [`MODEL`] tells which backend a build has.
+//! wrong) on machines without TSX. Its module, `rtm::model` (present in
+//! those builds only), says what it models and what it cannot show. [`MODEL`] tells which backend a build has.
 //!
 //! [`AbortStatus`] decodes the status `xbegin` reports after an abort; it is
 //! plain data and available on every target.

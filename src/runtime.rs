@@ -86,6 +86,8 @@ pub struct ConfigError {
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum Problem {
     Invalid,
+    /// Invalid, and this part of the value is what is wrong.
+    InvalidPart(String),
     Unsatisfiable(String),
     AlreadyInstalled,
 }
@@ -97,6 +99,13 @@ impl ConfigError {
             value: value.to_string(),
             accepted: accepted.to_string(),
             problem: Problem::Invalid,
+        }
+    }
+
+    fn invalid_part(setting: &str, value: &str, accepted: &str, detail: String) -> ConfigError {
+        ConfigError {
+            problem: Problem::InvalidPart(detail),
+            ..ConfigError::invalid(setting, value, accepted)
         }
     }
 
@@ -139,6 +148,10 @@ impl fmt::Display for ConfigError {
                 f,
                 "invalid {setting}={value:?}: accepted values are {accepted}"
             ),
+            Problem::InvalidPart(detail) => write!(
+                f,
+                "invalid {setting}={value:?}: {detail}; accepted values are {accepted}"
+            ),
             Problem::Unsatisfiable(why) => write!(
                 f,
                 "{setting}={value:?} cannot be honoured: {why}; accepted here: {accepted}"
@@ -170,7 +183,9 @@ pub enum StatsOutput {
     None,
     /// A table on standard error.
     Stderr,
-    /// JSON written to this file.
+    /// JSON written to this file at exit; the file is created when the
+    /// runtime is installed, so a path that cannot be written is a
+    /// [`ConfigError`] then.
     Json(PathBuf),
 }
 
@@ -202,6 +217,7 @@ pub struct Config {
     inject_setting: &'static str,
     rollback_setting: &'static str,
     stats: StatsOutput,
+    stats_setting: &'static str,
     policy: Policy,
 }
 
@@ -223,12 +239,14 @@ impl Config {
             inject_setting: "Config::inject",
             rollback_setting: "Config::inject_rollback",
             stats: StatsOutput::None,
+            stats_setting: "Config::stats_output",
             policy: Policy::default(),
         }
     }
 
     /// Reads `HYTM_MODE`, `HYTM_INJECT` and `HYTM_STATS` from the
-    /// environment; unset variables keep their defaults.
+    /// environment; unset variables keep their defaults, and so do
+    /// variables set to the empty string.
     ///
     /// # Errors
     ///
@@ -257,6 +275,10 @@ impl Config {
     /// # Ok::<(), hytm::ConfigError>(())
     /// ```
     pub fn from_lookup(var: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
+        // An empty value is the same as an unset variable, for all three
+        // (so `HYTM_MODE= cargo test` or an empty CI matrix entry means
+        // "the default").
+        let var = |name: &str| var(name).filter(|v| !v.is_empty());
         let mut config = Config::new();
         if let Some(v) = var(ENV_MODE) {
             config.mode = v.parse()?;
@@ -266,12 +288,10 @@ impl Config {
             (config.injections, config.rollback) = parse_injections(&v)?;
             config.inject_setting = ENV_INJECT;
             config.rollback_setting = ENV_INJECT;
-            if config.injection_total() > 1.0 + 1e-9 {
-                return Err(ConfigError::invalid(ENV_INJECT, &v, INJECT_ACCEPTED));
-            }
         }
         if let Some(v) = var(ENV_STATS) {
             config.stats = parse_stats(&v)?;
+            config.stats_setting = ENV_STATS;
         }
         Ok(config)
     }
@@ -322,9 +342,12 @@ impl Config {
         self
     }
 
-    /// Sets where the statistics report goes at process exit.
+    /// Sets where the statistics report goes at process exit. A JSON file
+    /// is created (empty) by [`install`](Config::install), so a path that
+    /// cannot be written is an error there rather than at exit.
     pub fn stats_output(mut self, output: StatsOutput) -> Config {
         self.stats = output;
+        self.stats_setting = "Config::stats_output";
         self
     }
 
@@ -411,7 +434,7 @@ impl Config {
                 "a probability in 0..=1",
             ));
         }
-        if self.injection_total() > 1.0 + 1e-9 {
+        if self.injection_total() > 1.0 + SUM_SLACK {
             let mut value: Vec<String> = self
                 .injections
                 .iter()
@@ -475,31 +498,68 @@ impl Config {
     }
 }
 
-/// Parses `HYTM_INJECT` into abort rules and the rollback probability.
+/// Parses `HYTM_INJECT` into abort rules and the rollback probability. An
+/// error names the rule that is wrong (or the rules whose probabilities add
+/// up to more than 1).
 fn parse_injections(v: &str) -> Result<(Vec<Injection>, f64), ConfigError> {
-    let bad = || ConfigError::invalid(ENV_INJECT, v, INJECT_ACCEPTED);
+    let bad = |detail: String| ConfigError::invalid_part(ENV_INJECT, v, INJECT_ACCEPTED, detail);
     let mut rules = Vec::new();
     let mut rollback = 0.0;
     if v.trim().is_empty() {
         return Ok((rules, rollback));
     }
-    for rule in v.split(',') {
-        let (name, p) = rule.trim().split_once(':').ok_or_else(bad)?;
-        let probability: f64 = p.trim().parse().map_err(|_| bad())?;
-        if !(0.0..=1.0).contains(&probability) {
-            return Err(bad());
+    let mut tokens = Vec::new();
+    let mut total = 0.0;
+    for (n, rule) in v.split(',').enumerate() {
+        let token = rule.trim();
+        if token.is_empty() {
+            return Err(bad(format!("rule {} is empty", n + 1)));
         }
-        if name.trim() == "rollback" {
+        let (name, p) = token
+            .split_once(':')
+            .ok_or_else(|| bad(format!("{token:?}: no \":<probability>\"")))?;
+        let p = p.trim();
+        let probability = match p.parse::<f64>() {
+            Ok(x) if (0.0..=1.0).contains(&x) => x,
+            _ => {
+                return Err(bad(format!(
+                    "{token:?}: {p:?} is not a probability in 0..=1"
+                )))
+            }
+        };
+        let name = name.trim();
+        if name == "rollback" {
             rollback += probability;
-            continue;
+        } else {
+            let cause = AbortCause::ALL
+                .into_iter()
+                .find(|c| c.name() == name)
+                .ok_or_else(|| bad(format!("{token:?}: unknown cause {name:?}")))?;
+            rules.push(Injection { cause, probability });
         }
-        let cause = AbortCause::ALL
-            .into_iter()
-            .find(|c| c.name() == name.trim())
-            .ok_or_else(bad)?;
-        rules.push(Injection { cause, probability });
+        total += probability;
+        tokens.push(token);
+    }
+    if total > 1.0 + SUM_SLACK {
+        let named: Vec<String> = tokens.iter().map(|t| format!("{t:?}")).collect();
+        return Err(bad(format!(
+            "{} add up to {}, more than 1",
+            named.join(" + "),
+            short_decimal(total)
+        )));
     }
     Ok((rules, rollback))
+}
+
+/// Slack the sum of injection probabilities may have over 1, for decimal
+/// rounding (`0.1,0.2,0.7`).
+const SUM_SLACK: f64 = 1e-9;
+
+/// `x` with at most 6 decimals and no trailing zeros (`1.1`, not
+/// `1.0999999999999999`).
+fn short_decimal(x: f64) -> String {
+    let s = format!("{x:.6}");
+    s.trim_end_matches('0').trim_end_matches('.').to_string()
 }
 
 fn parse_stats(v: &str) -> Result<StatsOutput, ConfigError> {
@@ -570,6 +630,27 @@ impl Runtime {
                 }
             },
         };
+        if let StatsOutput::Json(path) = &config.stats {
+            // Created now, so that a path the exit report could not write is
+            // an error at initialisation; the report overwrites it at exit.
+            if let Err(e) = std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .open(path)
+            {
+                return Err(ConfigError {
+                    setting: config.stats_setting.into(),
+                    value: format!("json:{}", path.display()),
+                    accepted: "stderr|json:<path> with a file that can be created and written"
+                        .into(),
+                    problem: Problem::Unsatisfiable(format!(
+                        "cannot create {}: {e}",
+                        path.display()
+                    )),
+                });
+            }
+        }
         let hardware_path = rtm.is_some() || !config.injections().is_empty();
         Ok(Runtime {
             config,
@@ -704,7 +785,6 @@ mod tests {
     fn bad_values_name_the_variable_and_accepted_values() {
         let cases = [
             ("HYTM_MODE", "bogus", "auto|htm|fallback"),
-            ("HYTM_MODE", "", "auto|htm|fallback"),
             ("HYTM_INJECT", "conflict", "<cause>:<probability>"),
             ("HYTM_INJECT", "conflict:1.5", "probability in 0..=1"),
             ("HYTM_INJECT", "nosuch:0.1", "conflict|capacity"),

@@ -2,7 +2,7 @@
 //! dispatcher that runs one closure as an RTM transaction, as a NOrec
 //! software transaction, or serially, by the policy.
 //!
-//! The hybrid protocol (DESIGN.md, Hybrid NOrec with a software-activity
+//! The hybrid protocol (docs/design.md, Hybrid NOrec with a software-activity
 //! counter): a hardware transaction reads `sw_active` right after `xbegin`;
 //! if it is non-zero it also reads `seq` and aborts (`0xfe`) if `seq` is odd;
 //! it then reads and writes the cells directly, and if `sw_active` was
@@ -805,6 +805,8 @@ struct SoftwareRun {
     restarts: u32,
     serial: bool,
     rollbacks: u32,
+    /// The body cancelled: counted as a cancel, on no commit path.
+    cancelled: bool,
     /// `atomic_irrevocable`: its serial runs start irrevocable, so they are
     /// never rolled back.
     irrevocable: bool,
@@ -838,6 +840,9 @@ impl SoftwareRun {
                 ..Execution::default()
             };
             exec.commit_to(site);
+            if self.cancelled {
+                stats::count(site, Outcome::Cancelled);
+            }
         }
     }
 }
@@ -879,7 +884,10 @@ fn run_software<'env, R, E>(
                     return Ok(v);
                 }
             }
-            Err(TxError::Cancel(e)) => return Err(e),
+            Err(TxError::Cancel(e)) => {
+                sw.cancelled = true;
+                return Err(e);
+            }
             Err(TxError::Restart(_)) if tx.want_serial => break,
             Err(TxError::Restart(_)) => {}
         }
@@ -930,7 +938,10 @@ fn run_serial<'env, R, E>(
                 return Ok(v);
             }
             // Dropping the serial transaction undoes its writes.
-            Err(TxError::Cancel(e)) => return Err(e),
+            Err(TxError::Cancel(e)) => {
+                sw.cancelled = true;
+                return Err(e);
+            }
             // A serial run cannot conflict; a body that asks to restart
             // anyway (a user-level retry) gets a clean rerun.
             Err(TxError::Restart(_)) => {

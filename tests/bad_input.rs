@@ -47,10 +47,11 @@ fn cases() -> ProptestConfig {
 // ---------------------------------------------------------------------------
 // The model: what the documentation says is accepted.
 
-/// `HYTM_MODE`: exactly one of the three names.
+/// `HYTM_MODE`: exactly one of the three names; empty is the same as unset
+/// (as for every `HYTM_*` variable).
 fn model_mode(s: &str) -> Option<Mode> {
     match s {
-        "auto" => Some(Mode::Auto),
+        "" | "auto" => Some(Mode::Auto),
         "htm" => Some(Mode::Hardware),
         "fallback" => Some(Mode::Fallback),
         _ => None,
@@ -669,7 +670,7 @@ fn model_agrees_with_hand_picked_cases() {
         ("HYTM_MODE", "fallback", true),
         ("HYTM_MODE", " fallback", false),
         ("HYTM_MODE", "Auto", false),
-        ("HYTM_MODE", "", false),
+        ("HYTM_MODE", "", true),
         ("HYTM_INJECT", "", true),
         ("HYTM_INJECT", "  ", true),
         ("HYTM_INJECT", " conflict : 0.5 , other:0 ", true),
@@ -746,6 +747,16 @@ fn failed_configuration_is_never_half_applied() {
                 .mode(Mode::Fallback)
                 .stats_output(StatsOutput::Json(PathBuf::new())),
         ),
+        // A JSON report that could not be written at exit (no such
+        // directory): refused at initialisation, not at exit.
+        (
+            "Config::stats_output",
+            Config::new()
+                .mode(Mode::Fallback)
+                .stats_output(StatsOutput::Json(PathBuf::from(
+                    "/nonexistent-hytm-dir/stats.json",
+                ))),
+        ),
         // Valid fields, unsatisfiable request: fails in resolution, after
         // validation.
         (
@@ -808,4 +819,59 @@ fn failed_configuration_is_never_half_applied() {
         })
         .unwrap();
     assert_eq!(hytm::mode(), expected);
+}
+
+/// An empty value is the same as an unset variable, for all three.
+#[test]
+fn empty_values_are_unset_for_every_variable() {
+    let unset = Config::from_lookup(|_| None).unwrap();
+    for var in VARS {
+        let config = Config::from_lookup(|name| (name == var).then(String::new))
+            .unwrap_or_else(|e| panic!("{var}=\"\" refused: {e}"));
+        assert_eq!(config, unset, "{var}=\"\"");
+    }
+}
+
+/// An `HYTM_INJECT` error says which rule is wrong and how, besides the
+/// whole value and the grammar.
+#[test]
+fn injection_errors_name_the_wrong_token() {
+    let cases = [
+        (
+            "conflict:0.5,capacity:0.6",
+            "\"conflict:0.5\" + \"capacity:0.6\" add up to 1.1, more than 1",
+        ),
+        (
+            "rollback:0.6,other:0.3,retry:0.3",
+            "\"rollback:0.6\" + \"other:0.3\" + \"retry:0.3\" add up to 1.2, more than 1",
+        ),
+        (
+            "conflict:0.1,bogus:0.2",
+            "\"bogus:0.2\": unknown cause \"bogus\"",
+        ),
+        (
+            "conflict:0.1,capacity",
+            "\"capacity\": no \":<probability>\"",
+        ),
+        (
+            "conflict:0.1,capacity:x",
+            "\"capacity:x\": \"x\" is not a probability in 0..=1",
+        ),
+        (
+            "conflict:1.5",
+            "\"conflict:1.5\": \"1.5\" is not a probability in 0..=1",
+        ),
+        ("conflict:0.1,", "rule 2 is empty"),
+    ];
+    for (value, detail) in cases {
+        let err = Config::from_lookup(|name| (name == "HYTM_INJECT").then(|| value.to_string()))
+            .unwrap_err();
+        assert_eq!(err.setting(), "HYTM_INJECT");
+        assert_eq!(err.value(), value);
+        let msg = err.to_string();
+        assert!(msg.contains(detail), "{value}: no {detail:?} in: {msg}");
+        for word in accepted_words("HYTM_INJECT") {
+            assert!(msg.contains(word), "{value}: no {word:?} in: {msg}");
+        }
+    }
 }

@@ -204,3 +204,116 @@ fn hytm_stats_reports_at_exit_as_table_and_json_with_the_same_numbers() {
     assert_eq!(site["aborts"]["conflict"], run["aborts"]["conflict"]);
     assert!(site["injected"].as_u64().unwrap() > 0);
 }
+
+/// `HYTM_MODE=htm` without RTM: the CPU report first (it says why), then
+/// the error, exit 2.
+#[test]
+fn htm_mode_without_rtm_prints_the_cpu_report_then_the_error() {
+    if hytm::htm().usable() {
+        println!(
+            "n/a htm_mode_without_rtm_prints_the_cpu_report_then_the_error: RTM is usable here"
+        );
+        return;
+    }
+    let out = diag(&[], &[("HYTM_MODE", "htm")]);
+    assert_eq!(out.status.code(), Some(2));
+    let report = text(&out.stdout);
+    for key in ["verdict ", "probe ", "not usable"] {
+        assert!(report.contains(key), "{key} missing from stdout:\n{report}");
+    }
+    if hytm::htm().cpu().x86_64 {
+        assert!(report.contains("RTM_ALWAYS_ABORT"), "{report}");
+    }
+    let e = text(&out.stderr);
+    assert!(
+        e.contains("HYTM_MODE=\"htm\"")
+            && e.contains(&hytm::htm().reason())
+            && e.contains("auto|fallback"),
+        "{e}"
+    );
+}
+
+/// `HYTM_STATS=json:<path>` whose file cannot be created fails at
+/// initialisation, naming the variable, the value and what is accepted,
+/// before any work runs.
+#[test]
+fn unwritable_stats_path_is_an_error_at_initialisation() {
+    let value = "json:/nonexistent-hytm-dir/x.json";
+    let out = diag(
+        &["contention", "--duration", "0.2"],
+        &[("HYTM_STATS", value)],
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(out.stdout.is_empty(), "work ran: {}", text(&out.stdout));
+    let e = text(&out.stderr);
+    assert!(e.contains(&format!("HYTM_STATS={value:?}")), "{e}");
+    assert!(
+        e.contains("json:<path>") && e.contains("/nonexistent-hytm-dir"),
+        "{e}"
+    );
+
+    // A writable path is created at initialisation and filled at exit.
+    let path = std::env::temp_dir().join(format!("hytm-stats-init-{}.json", std::process::id()));
+    let out = diag(&[], &[("HYTM_STATS", &format!("json:{}", path.display()))]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    std::fs::remove_file(&path).ok();
+    assert!(json["sites"].is_array());
+}
+
+/// `--duration` takes bare seconds or a duration with a unit.
+#[test]
+fn contention_duration_accepts_units() {
+    for (arg, secs) in [("200ms", 0.2), ("1s", 1.0), ("0.3", 0.3)] {
+        let out = diag(&["contention", "--threads", "1", "--duration", arg], &[]);
+        assert!(
+            out.status.success(),
+            "--duration {arg}: {}",
+            text(&out.stderr)
+        );
+        let s = text(&out.stdout);
+        // The workload line shows the measured run time.
+        let ran: f64 = s
+            .lines()
+            .find_map(|l| l.strip_prefix("workload           1 threads, 64 keys, "))
+            .and_then(|rest| rest.strip_suffix(" s"))
+            .and_then(|t| t.parse().ok())
+            .unwrap_or_else(|| panic!("--duration {arg}: no workload line in {s}"));
+        assert!(
+            (secs..secs + 0.5).contains(&ran),
+            "--duration {arg} ran {ran} s"
+        );
+    }
+    for bad in ["2 parsecs", "0ms", "2h", "-1s"] {
+        let out = diag(&["contention", "--duration", bad], &[]);
+        assert_eq!(out.status.code(), Some(2), "--duration {bad}");
+        let e = text(&out.stderr);
+        assert!(
+            e.contains(&format!("{bad:?}")) && e.contains("200ms"),
+            "{e}"
+        );
+    }
+}
+
+/// The abort rate says what it is a rate of: without a hardware path the
+/// attempts are simulated by injection, and every one is an injected abort.
+#[test]
+fn abort_rate_says_what_it_is_a_rate_of() {
+    let out = diag(
+        &["contention", "--threads", "1", "--duration", "0.1"],
+        &[("HYTM_INJECT", "conflict:0.3")],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let s = text(&out.stdout);
+    let line = s
+        .lines()
+        .find(|l| l.starts_with("abort rate"))
+        .unwrap_or_else(|| panic!("no abort rate in {s}"));
+    if hytm::mode() == hytm::Mode::Hardware {
+        assert!(line.ends_with("of hardware attempts"), "{line}");
+    } else {
+        assert!(line.contains("100.00% of simulated attempts"), "{line}");
+        assert!(line.contains("each one an injected abort"), "{line}");
+    }
+}

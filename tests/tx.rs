@@ -380,3 +380,46 @@ fn short_hardware_transactions_progress_beside_a_long_software_one() {
     );
     assert!(row.hw_commit_share() > 0.5, "{row:?}");
 }
+
+/// A cancelled execution is counted as a cancel (on every path: a
+/// hardware attempt that cancels aborts and the software run decides), and
+/// on no commit path; the text table and the JSON have the column.
+#[test]
+fn cancels_are_counted() {
+    static CANCELLING: Site = Site::new("tx-test cancels");
+    static CANCELLING_SERIAL: Site = Site::with_policy(
+        "tx-test cancels serial",
+        Policy::DEFAULT
+            .hardware(false)
+            .fallback(FallbackKind::GlobalLock),
+    );
+    let cell = TCell::new(0u64);
+    for site in [&CANCELLING, &CANCELLING_SERIAL] {
+        for i in 0..3u64 {
+            let r = site.try_atomic(|tx| {
+                tx.write(&cell, i + 1)?;
+                Err::<(), _>(TxError::Cancel(i))
+            });
+            assert_eq!(r, Err(i));
+        }
+        site.atomic(|tx| tx.read(&cell));
+    }
+    assert_eq!(cell.load(), 0);
+    let report = hytm::stats::snapshot();
+    let json: serde_json::Value = serde_json::from_str(&report.to_json()).unwrap();
+    for name in ["tx-test cancels", "tx-test cancels serial"] {
+        let row = json["sites"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["name"] == name)
+            .unwrap_or_else(|| panic!("no row {name} in {json}"));
+        assert_eq!(row["cancels"], 3, "{name}: {row}");
+        let site = report.site(name).unwrap();
+        // The one committed read is the only execution.
+        assert_eq!(site.executions(), 1, "{name}: {site:?}");
+    }
+    let table = report.to_string();
+    let head = table.lines().next().unwrap();
+    assert!(head.split_whitespace().any(|c| c == "cancel"), "{head}");
+}

@@ -106,6 +106,132 @@ where
     samples[samples.len() / 2]
 }
 
+/// Runs `threads` pinned threads that together call their operation `ops`
+/// times (split evenly), and returns the wall time from the common start
+/// to the last thread's end: criterion's `iter_custom` measurement.
+pub fn measure_ops<F, Op>(threads: usize, ops: u64, make_op: F) -> Duration
+where
+    F: Fn(usize) -> Op + Sync,
+    Op: FnMut(),
+{
+    let threads_u64 = threads as u64;
+    let barrier = Barrier::new(threads + 1);
+    std::thread::scope(|s| {
+        for t in 0..threads {
+            let (barrier, make_op) = (&barrier, &make_op);
+            let mine = ops / threads_u64 + u64::from((t as u64) < ops % threads_u64);
+            s.spawn(move || {
+                pin(t);
+                let mut op = make_op(t);
+                barrier.wait();
+                for _ in 0..mine {
+                    op();
+                }
+            });
+        }
+        barrier.wait();
+        Instant::now()
+    })
+    .elapsed()
+}
+
+/// How a workload is measured: for a time, giving Mops/s ([`Timing`]), or
+/// for a number of operations, giving the elapsed time ([`Ops`]).
+pub trait Meter: Sync {
+    type Out;
+    fn meter<F, Op>(&self, threads: usize, make_op: F) -> Self::Out
+    where
+        F: Fn(usize) -> Op + Sync,
+        Op: FnMut();
+}
+
+impl Meter for Timing {
+    type Out = f64;
+    fn meter<F, Op>(&self, threads: usize, make_op: F) -> f64
+    where
+        F: Fn(usize) -> Op + Sync,
+        Op: FnMut(),
+    {
+        measure(*self, threads, make_op)
+    }
+}
+
+/// A fixed number of operations, for criterion's `iter_custom`.
+#[derive(Clone, Copy, Debug)]
+pub struct Ops(pub u64);
+
+impl Meter for Ops {
+    type Out = Duration;
+    fn meter<F, Op>(&self, threads: usize, make_op: F) -> Duration
+    where
+        F: Fn(usize) -> Op + Sync,
+        Op: FnMut(),
+    {
+        measure_ops(threads, self.0, make_op)
+    }
+}
+
+/// What a child started by [`run_child_ops`] measures: this many
+/// operations of one workload, at one thread count, for one peer.
+#[derive(Clone, Debug)]
+pub struct OpsRequest {
+    pub workload: String,
+    pub threads: usize,
+    pub peer: String,
+    pub ops: u64,
+}
+
+impl OpsRequest {
+    /// The request this process was started for, if it was.
+    pub fn from_env() -> Option<OpsRequest> {
+        let var = |k: &str| std::env::var(k).ok();
+        Some(OpsRequest {
+            workload: var("HYTM_BENCH_WORKLOAD")?,
+            threads: var("HYTM_BENCH_THREADS")?.parse().ok()?,
+            peer: var("HYTM_BENCH_PEER")?,
+            ops: var("HYTM_BENCH_OPS")?.parse().ok()?,
+        })
+    }
+
+    /// Prints the child's answer for [`run_child_ops`].
+    pub fn answer(elapsed: Duration) {
+        println!("ELAPSED_NS\t{}", elapsed.as_nanos());
+    }
+}
+
+/// Re-executes this bench binary with `env` to measure `req` in peer group
+/// `group` (a child process, for settings fixed per process), and returns
+/// the time the child measured, process start-up excluded.
+///
+/// # Panics
+///
+/// If the child fails or gives no answer.
+pub fn run_child_ops(group: &str, env: &[(&str, &str)], req: &OpsRequest) -> Duration {
+    let exe = std::env::current_exe().expect("current exe");
+    let mut cmd = Command::new(exe);
+    cmd.env("HYTM_BENCH_CHILD", group)
+        .env("HYTM_BENCH_WORKLOAD", &req.workload)
+        .env("HYTM_BENCH_THREADS", req.threads.to_string())
+        .env("HYTM_BENCH_PEER", &req.peer)
+        .env("HYTM_BENCH_OPS", req.ops.to_string());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().expect("run bench child");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let ns = text
+        .lines()
+        .find_map(|l| l.strip_prefix("ELAPSED_NS\t"))
+        .and_then(|n| n.parse::<u64>().ok());
+    match (out.status.success(), ns) {
+        (true, Some(ns)) => Duration::from_nanos(ns),
+        _ => panic!(
+            "bench child {group} {req:?} failed:\n{text}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    }
+}
+
 /// Runs `round` (which measures every peer once, with one repetition)
 /// `timing.reps` times and returns each figure's median over the rounds.
 /// `round` gets the round's index: it should start its peers there (see

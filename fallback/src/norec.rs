@@ -37,18 +37,22 @@ const VALIDATE_ROUNDS: u32 = 64;
 /// loop (see `SoftTx::write_back`).
 const SHORT_WRITE_BACK: usize = 4;
 
-/// The software transaction saw a state it cannot build on (a word it read
-/// changed, or it lost the commit race too often) and must restart.
+/// The transaction must start again: a software transaction saw a state it
+/// cannot build on (a word it read changed, or it lost the commit race too
+/// often). Nothing it wrote is visible.
 ///
-/// Nothing it wrote is visible; call [`SoftTx::restart`] and run the body
-/// again (or escalate to [`SerialTx`](crate::SerialTx) after repeated
-/// restarts).
+/// In `hytm`, `Tx::read` and `Tx::write` return it, the transaction body
+/// passes it on with `?`, and the runtime reruns the body (on the serial
+/// path after repeated restarts). Code that drives `hytm-fallback`'s
+/// engines directly calls `SoftTx::restart` and runs the body again, or
+/// escalates to `SerialTx` after repeated restarts.
 ///
 /// # Examples
 ///
-/// ```
-/// use hytm_fallback::Restart;
+/// It is an error type with a fixed message:
 ///
+/// ```
+/// # use hytm_fallback::Restart;
 /// let e: Box<dyn std::error::Error> = Box::new(Restart);
 /// assert_eq!(e.to_string(), "software transaction conflict: restart the transaction");
 /// ```

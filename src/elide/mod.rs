@@ -55,12 +55,30 @@ impl<T> std::ops::DerefMut for Line<T> {
     }
 }
 
-/// Per-acquisition state kept in a guard: how the section got in.
+/// Per-acquisition state kept in a guard: how the section got in, as a
+/// hardware transaction or holding the real lock (`G` is the real lock's
+/// own guard state).
+///
+/// It is the `Guard` type of [`RawElidedMutex`](crate::RawElidedMutex) and
+/// [`RawElidedRwLock`](crate::RawElidedRwLock) as `lock_api` raw locks:
+/// code using [`ElidedMutex`](crate::ElidedMutex) never sees it, and code
+/// using the raw locks passes it back to the matching unlock.
 ///
 /// `!Send`: a transaction belongs to the thread that began it, and parking_lot
 /// locks must be released by the thread that took them. `Sync` (lock_api's
 /// `GuardNoSend` semantics): sharing `&guard` with another thread only
 /// shares `&T`, as std's and parking_lot's guards allow.
+///
+/// ```
+/// use hytm::RawElidedMutex;
+/// use lock_api::RawMutex;
+/// let raw = <RawElidedMutex as RawMutex>::INIT;
+/// let state = raw.lock();
+/// // Without RTM (or in fallback mode) the section holds the real lock.
+/// assert_eq!(state.is_transactional(), hytm::in_transaction());
+/// // SAFETY: `state` comes from this lock's `lock`.
+/// unsafe { raw.unlock(state) };
+/// ```
 pub struct GuardState<G> {
     entry: Entry<G>,
     _not_send: PhantomData<lock_api::GuardNoSend>,

@@ -321,9 +321,20 @@ impl<T> ElidedMutex<T> {
     /// Gives the mutex its own row in [`crate::stats`] (unnamed mutexes
     /// share one). Mutexes given the same name share a row.
     ///
+    /// The row counts what the hardware path did: attempts, commits, aborts,
+    /// and the acquisitions that fell back to the lock after trying. Where
+    /// there is no hardware path (no RTM, or fallback mode) and no
+    /// injection, an elided mutex counts nothing at all: its sections are
+    /// parking_lot's lock plus one predictable branch, and the row stays
+    /// absent.
+    ///
     /// ```
     /// let m = hytm::ElidedMutex::new(0).named("accounts");
     /// *m.lock() += 1;
+    /// let report = hytm::stats::snapshot();
+    /// if hytm::mode() == hytm::Mode::Fallback && std::env::var("HYTM_INJECT").unwrap_or_default().is_empty() {
+    ///     assert!(report.site("accounts").is_none()); // nothing is counted
+    /// }
     /// ```
     pub fn named(self, name: &str) -> ElidedMutex<T> {
         let (mut raw, value) = self.inner.into_inner_with_raw();

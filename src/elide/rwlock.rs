@@ -581,6 +581,11 @@ impl<T> ElidedRwLock<T> {
 
     /// Gives the rwlock its own row in [`crate::stats`].
     ///
+    /// As for [`ElidedMutex::named`](crate::ElidedMutex::named): the row
+    /// counts the hardware path, and where there is none (no RTM, or
+    /// fallback mode) and no injection, nothing is counted and the row
+    /// stays absent.
+    ///
     /// ```
     /// let l = hytm::ElidedRwLock::new(0).named("routes");
     /// assert_eq!(*l.read(), 0);

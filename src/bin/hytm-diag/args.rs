@@ -61,7 +61,8 @@ USAGE:
 OPTIONS:
     --threads N    threads, 1..=1024 (default 2)
     --keys K       counters under the one lock, 1..=16777216 (default 64)
-    --duration T   seconds, a number in (0, 3600] (default 1)
+    --duration T   seconds (0.5) or a duration with a unit (200ms, 2s, 1m),
+                   more than 0 and at most 1h (default 1s)
 ";
 
 const PERF_HELP: &str = "\
@@ -118,15 +119,7 @@ impl Args {
                     contention.keys = number(&value("--keys")?, "--keys", 1, 1 << 24)?;
                 }
                 ("contention", "--duration") => {
-                    let v = value("--duration")?;
-                    contention.duration = match v.parse::<f64>() {
-                        Ok(s) if s > 0.0 && s <= 3600.0 => Duration::from_secs_f64(s),
-                        _ => {
-                            return Err(UsageError::Bad(format!(
-                                "invalid --duration {v:?}: accepted values are seconds in (0, 3600]"
-                            )))
-                        }
-                    };
+                    contention.duration = duration(&value("--duration")?)?;
                 }
                 (_, other) => {
                     let accepted = match name {
@@ -155,6 +148,26 @@ fn number(v: &str, flag: &str, lo: usize, hi: usize) -> Result<usize, UsageError
         Ok(n) if (lo..=hi).contains(&n) => Ok(n),
         _ => Err(UsageError::Bad(format!(
             "invalid {flag} {v:?}: accepted values are whole numbers {lo}..={hi}"
+        ))),
+    }
+}
+
+/// `--duration`: bare seconds (`0.5`) or a duration with units, as the
+/// `humantime` crate reads them (`200ms`, `2s`, `1m 30s`); more than zero
+/// and at most an hour.
+fn duration(v: &str) -> Result<Duration, UsageError> {
+    const MAX: Duration = Duration::from_secs(3600);
+    let d = match v.trim().parse::<f64>() {
+        Ok(s) if s.is_finite() && s > 0.0 && s <= MAX.as_secs_f64() => {
+            Some(Duration::from_secs_f64(s))
+        }
+        Ok(_) => None,
+        Err(_) => humantime::parse_duration(v.trim()).ok(),
+    };
+    match d {
+        Some(d) if !d.is_zero() && d <= MAX => Ok(d),
+        _ => Err(UsageError::Bad(format!(
+            "invalid --duration {v:?}: accepted values are seconds (0.5) or a duration with a unit (200ms, 2s, 1m), more than 0 and at most 1h"
         ))),
     }
 }

@@ -6,6 +6,8 @@ use std::time::Instant;
 use crossbeam_utils::CachePadded;
 use hytm::rtm::AbortCause;
 use hytm::ElidedMutex;
+use rand::rngs::SmallRng;
+use rand::{RngExt, SeedableRng};
 
 use crate::args::ContentionArgs;
 use crate::{Lines, Output};
@@ -27,11 +29,11 @@ pub fn run(a: ContentionArgs) -> Output {
         for t in 0..a.threads {
             let (lock, stop, ops) = (&lock, &stop, &ops);
             s.spawn(move || {
-                let mut r = fastrand::Rng::with_seed(t as u64 + 1);
+                let mut r = SmallRng::seed_from_u64(t as u64 + 1);
                 let mut n = 0u64;
                 while !stop.load(Ordering::Relaxed) {
                     for _ in 0..64 {
-                        let k = r.usize(..a.keys);
+                        let k = r.random_range(0..a.keys);
                         *lock.lock()[k] += 1;
                     }
                     n += 64;
@@ -84,9 +86,16 @@ pub fn run(a: ContentionArgs) -> Output {
         format!("{:.2} M sections/s", total as f64 / secs / 1e6),
     );
     l.add("hw attempts", attempts);
+    // Without a hardware path, attempts exist only under injection: no
+    // `xbegin` runs and every attempt is an injected abort.
+    let of = if hytm::mode() == hytm::Mode::Hardware {
+        "of hardware attempts"
+    } else {
+        "of simulated attempts (no hardware path: each one an injected abort)"
+    };
     l.add(
         "abort rate",
-        format!("{:.2}% of attempts", 100.0 * share(total_aborts, attempts)),
+        format!("{:.2}% {of}", 100.0 * share(total_aborts, attempts)),
     );
     for (c, n) in &aborts {
         l.add(
@@ -118,6 +127,7 @@ pub fn run(a: ContentionArgs) -> Output {
         "hw_attempts": attempts,
         "aborts": aborts.iter().map(|(c, n)| (c.name().to_string(), serde_json::Value::from(*n))).collect::<serde_json::Map<_, _>>(),
         "abort_rate": share(total_aborts, attempts),
+        "attempts_simulated": hytm::mode() != hytm::Mode::Hardware,
         "hw_commit_share": share(hw, total),
         "fallback_share": share(fallback, total),
     });

@@ -13,6 +13,12 @@ fn yes_no(b: bool) -> &'static str {
 }
 
 pub fn run() -> Output {
+    report(true)
+}
+
+/// The CPU report; `with_mode: false` leaves the runtime alone (it could not
+/// be initialized) and says so on the mode line.
+pub fn report(with_mode: bool) -> Output {
     let info = hytm::htm();
     let cpu = info.cpu();
     let mut l = Lines::default();
@@ -55,10 +61,15 @@ pub fn run() -> Output {
             None => "not run (CPUID rules RTM out)".into(),
         },
     );
-    l.add(
-        "mode",
-        format!("{} ({})", hytm::mode(), hytm::mode_reason()),
-    );
+    let (mode, mode_reason) = if with_mode {
+        (Some(hytm::mode().name()), Some(hytm::mode_reason()))
+    } else {
+        (None, None)
+    };
+    match (mode, mode_reason) {
+        (Some(m), Some(why)) => l.add("mode", format!("{m} ({why})")),
+        _ => l.add("mode", "not resolved (see the error below)"),
+    }
 
     let probe = info.probe().map(|p| {
         let aborts: serde_json::Map<String, serde_json::Value> = AbortCause::ALL
@@ -96,8 +107,8 @@ pub fn run() -> Output {
         "usable": info.usable(),
         "reason": info.reason(),
         "probe": probe,
-        "mode": hytm::mode().name(),
-        "mode_reason": hytm::mode_reason(),
+        "mode": mode,
+        "mode_reason": mode_reason,
     });
     Output {
         text: l.into_string(),

@@ -36,7 +36,8 @@ ENVIRONMENT:
     HYTM_INJECT=<cause>:<p>[,...]   abort injection
     HYTM_STATS=stderr|json:<path>   per-site statistics report at exit
 
-Exit status: 0 whether or not HTM is usable; 2 on a bad flag or HYTM_* value.
+Exit status: 0 whether or not HTM is usable; 2 on a bad flag or HYTM_* value
+(HYTM_MODE=htm where RTM is not usable: the cpu report, then the error).
 ";
 
 fn main() -> ExitCode {
@@ -55,11 +56,21 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let json = args.json;
     if let Err(e) = hytm::init() {
+        if e.setting() == "HYTM_MODE" && e.value() == "htm" {
+            // The request cannot be met on this machine: the CPU report says
+            // why, then the error.
+            let out = cpu::report(false);
+            if json {
+                println!("{:#}", out.json);
+            } else {
+                print!("{}", out.text);
+            }
+        }
         eprintln!("hytm-diag: {e}");
         return ExitCode::from(2);
     }
-    let json = args.json;
     let out = match args.command {
         args::Command::Cpu => cpu::run(),
         args::Command::Probe => probe::run(),
