@@ -471,6 +471,11 @@ unsafe impl lock_api::RawRwLockUpgradeTimed for RawElidedRwLock {
 /// writer.join().unwrap();
 /// assert_eq!(table.read().iter().sum::<u32>(), 100);
 /// ```
+/// Writer preference (a writer parked on the real lock keeps new readers
+/// out) holds among real holders: a read section that runs as a
+/// transaction cannot see a parked writer, and goes ahead. (parking_lot's
+/// `test_read_with_waiting_writer` checks exactly that preference; it is the
+/// one of its 69 unit tests that a transactional read does not pass.)
 #[repr(transparent)] // the `*_arc` methods cast `Arc<Self>` to `Arc<Inner>`
 pub struct ElidedRwLock<T: ?Sized> {
     inner: lock_api::RwLock<RawElidedRwLock, T>,
