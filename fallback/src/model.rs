@@ -758,44 +758,17 @@ fn isolate_words(s: &mut State) -> bool {
     if s.isolated || !s.dirty {
         return true;
     }
-    lock_held_by();
+    // The model lock, held on until the transaction ends (its count does
+    // not depend on the state borrowed here).
+    lock();
     if !s.valid() {
-        unlock_held_by();
+        unlock();
         return false;
     }
     s.isolated = true;
     true
 }
 
-fn lock_held_by() {
-    let me = token();
-    if OWNER.load(Ordering::Relaxed) != me {
-        let mut spins = 0u32;
-        // Acquire: as in `lock`.
-        while OWNER
-            .compare_exchange_weak(0, me, Ordering::Acquire, Ordering::Relaxed)
-            .is_err()
-        {
-            spins += 1;
-            if spins < 64 {
-                std::hint::spin_loop();
-            } else {
-                std::thread::yield_now();
-            }
-        }
-    }
-    LOCK_COUNT.with(|c| c.set(c.get() + 1));
-}
-
-fn unlock_held_by() {
-    if LOCK_COUNT.with(|c| {
-        c.set(c.get() - 1);
-        c.get() == 0
-    }) {
-        // Release: as in `unlock`.
-        OWNER.store(0, Ordering::Release);
-    }
-}
 
 /// An elided section has subscribed: from here on it may write in place.
 /// `take(key)` takes its real lock if the section is promoted.
