@@ -37,6 +37,19 @@ const VALIDATE_ROUNDS: u32 = 64;
 /// loop (see `SoftTx::write_back`).
 const SHORT_WRITE_BACK: usize = 4;
 
+/// The snapshot of a doomed transaction: a read returned `Err(Restart)`, so
+/// its view is inconsistent, and even if the body swallowed the error it
+/// must not commit. `seq` never reaches this value (2^62 commits), so every
+/// later read and the commit revalidate, and revalidation refuses it.
+const DOOMED: u64 = u64::MAX - 1;
+
+/// A savepoint of a [`SoftTx`]: [`SoftTx::rollback_to`] undoes the writes
+/// made since, [`SoftTx::release`] keeps them. Savepoints nest (close them
+/// innermost first); reads are kept either way.
+#[derive(Debug)]
+#[must_use = "a savepoint must be released or rolled back"]
+pub struct Savepoint(pub(crate) crate::log::Mark);
+
 /// The software transaction saw a state it cannot build on (a word it read
 /// changed, or it lost the commit race too often) and must restart.
 ///
@@ -275,7 +288,12 @@ impl<'g, 'env> SoftTx<'g, 'env> {
     #[inline(never)]
     fn read_slow(&mut self, w: &'env AtomicU64) -> Result<u64, Restart> {
         loop {
-            self.revalidate()?;
+            if let Err(r) = self.revalidate() {
+                // Remembered: a body that swallows this error can neither
+                // read on nor commit.
+                self.snapshot = DOOMED;
+                return Err(r);
+            }
             // Relaxed, fence, Relaxed: the seqlock reader, as in `read`.
             let v = w.load(Ordering::Relaxed);
             fence(Ordering::Acquire);
@@ -350,6 +368,9 @@ impl<'g, 'env> SoftTx<'g, 'env> {
     #[inline]
     pub fn commit(&mut self) -> Result<(), Restart> {
         if self.logs.writes.is_empty() {
+            if self.snapshot == DOOMED {
+                return Err(Restart);
+            }
             self.logs.reads.clear();
             return Ok(());
         }
@@ -426,7 +447,10 @@ impl<'g, 'env> SoftTx<'g, 'env> {
         // Release: publishes the write-back to whoever Acquire-loads `seq`.
         self.g.seq().store(s, Ordering::Release);
         self.snapshot = s;
-        self.logs.clear();
+        self.logs.clear_committed();
+        if s & crate::globals::WAITING != 0 {
+            self.g.wake_waiters();
+        }
     }
 
     /// Validates the read log by value at a fresh even `seq`, and moves the
@@ -437,6 +461,9 @@ impl<'g, 'env> SoftTx<'g, 'env> {
     #[cold]
     #[inline(never)]
     fn revalidate(&mut self) -> Result<(), Restart> {
+        if self.snapshot == DOOMED {
+            return Err(Restart);
+        }
         let backoff = Backoff::new();
         for _ in 0..VALIDATE_ROUNDS {
             let s = even_seq(self.g);
@@ -508,6 +535,93 @@ impl<'g, 'env> SoftTx<'g, 'env> {
     pub fn restart(&mut self) {
         self.discard();
         self.restarts = self.restarts.saturating_add(1);
+    }
+
+    /// Opens a savepoint: a later [`rollback_to`](Self::rollback_to) undoes
+    /// the writes made after it (an inner transaction of a flat-nested one
+    /// that cancels), [`release`](Self::release) keeps them. The read log
+    /// is kept either way: what the inner part read still has to be
+    /// consistent when the whole transaction commits.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use hytm_fallback::{Globals, SoftTx};
+    /// use std::sync::atomic::{AtomicU64, Ordering};
+    ///
+    /// let g = Globals::new();
+    /// let (x, y) = (AtomicU64::new(0), AtomicU64::new(0));
+    /// let mut tx = SoftTx::begin(&g);
+    /// tx.write(&x, 1);
+    /// let sp = tx.savepoint();
+    /// tx.write(&x, 2);
+    /// tx.write(&y, 2);
+    /// tx.rollback_to(sp);
+    /// assert_eq!((tx.read(&x), tx.read(&y)), (Ok(1), Ok(0)));
+    /// tx.commit().unwrap();
+    /// assert_eq!((x.load(Ordering::Relaxed), y.load(Ordering::Relaxed)), (1, 0));
+    /// ```
+    pub fn savepoint(&mut self) -> Savepoint {
+        Savepoint(self.logs.writes.mark())
+    }
+
+    /// Undoes the writes made since `sp` (and closes it).
+    pub fn rollback_to(&mut self, sp: Savepoint) {
+        self.logs
+            .writes
+            .roll_back(sp.0, |set, i, v| set.set_at(i, v), |_, _| {});
+    }
+
+    /// Closes `sp`, keeping the writes made since.
+    pub fn release(&mut self, sp: Savepoint) {
+        self.logs.writes.release(sp.0);
+    }
+
+    /// Whether a read of this attempt failed: it must restart, and
+    /// [`commit`](Self::commit) refuses it.
+    ///
+    /// ```
+    /// use hytm_fallback::{Globals, Restart, SoftTx};
+    /// use std::sync::atomic::AtomicU64;
+    ///
+    /// let g = Globals::new();
+    /// let (x, y) = (AtomicU64::new(0), AtomicU64::new(0));
+    /// let mut tx = SoftTx::begin(&g);
+    /// tx.read(&x).unwrap();
+    /// let mut other = SoftTx::begin(&g);
+    /// other.write(&x, 1);
+    /// other.commit().unwrap();
+    /// // `x` changed under us: the read of `y` fails, and swallowing that
+    /// // error does not let the transaction commit.
+    /// assert_eq!(tx.read(&y), Err(Restart));
+    /// assert!(tx.is_doomed());
+    /// assert_eq!(tx.commit(), Err(Restart));
+    /// ```
+    #[must_use]
+    pub fn is_doomed(&self) -> bool {
+        self.snapshot == DOOMED
+    }
+
+    /// Rolls this attempt back and blocks (parked, not spinning) until a
+    /// word it read has another value than it read, then takes a fresh
+    /// snapshot: the wait of a transaction that called `retry`. It returns
+    /// at once if a read already changed (or the attempt is doomed). Not
+    /// counted as a restart.
+    ///
+    /// Waiting keeps the transaction counted in `sw_active` (hardware
+    /// writers then move `seq`, which is what wakes the waiter), and sets
+    /// the waiting bit of `seq` so that every committer wakes it.
+    pub fn wait_for_change(&mut self) {
+        let reads = core::mem::take(&mut self.logs.reads);
+        self.logs.clear();
+        if self.snapshot != DOOMED {
+            // SAFETY: the addresses came from `&'env AtomicU64`s, and
+            // `'env` outlives `self`.
+            unsafe { self.g.wait_for_change(&reads) };
+        }
+        self.logs.reads = reads;
+        self.logs.reads.clear();
+        self.snapshot = even_seq(self.g);
     }
 
     /// Whether this attempt has written nothing (its commit is then free).

@@ -495,9 +495,10 @@ fn acquire<G>(
     take: TakeForModel,
 ) -> GuardState<G> {
     let rt = runtime();
-    // A section entered while unwinding would abort at its end (see
-    // `Elision::exit`): take the real lock directly.
-    if rt.hardware_path && !std::thread::panicking() {
+    // Inside a software transaction's body: made irrevocable, then the
+    // real lock (see `tx::before_lock`). A section entered while unwinding
+    // would abort at its end (see `Elision::exit`): the real lock too.
+    if !crate::tx::before_lock() && rt.hardware_path && !std::thread::panicking() {
         match elision.enter(rt, key, busy, readers, Nesting::Blocking, take) {
             Entering::Transaction(entered) => return GuardState::transaction(entered),
             Entering::Lock(Some(gave_up)) => elision.fell_back(key, gave_up, true),
@@ -518,7 +519,7 @@ fn try_acquire<G>(
     take: TakeForModel,
 ) -> Option<GuardState<G>> {
     let rt = runtime();
-    if rt.hardware_path && !std::thread::panicking() {
+    if !crate::tx::before_lock() && rt.hardware_path && !std::thread::panicking() {
         match elision.enter(rt, key, busy, readers, Nesting::Try, take) {
             Entering::Transaction(entered) => return Some(GuardState::transaction(entered)),
             Entering::Lock(Some(gave_up)) => {
@@ -622,7 +623,7 @@ fn acquire_until<G>(
     take: TakeForModel,
 ) -> Option<GuardState<G>> {
     let rt = runtime();
-    if rt.hardware_path && !std::thread::panicking() {
+    if !crate::tx::before_lock() && rt.hardware_path && !std::thread::panicking() {
         match elision.enter(rt, key, busy, readers, Nesting::Timed, take) {
             Entering::Transaction(entered) => return Some(GuardState::transaction(entered)),
             Entering::Lock(Some(gave_up)) => {
