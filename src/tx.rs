@@ -360,10 +360,11 @@ impl<'env> Tx<'env> {
             // Relaxed: inside a hardware transaction the hardware orders and
             // isolates every access; this is a plain `mov`.
             Path::Hardware { .. } => cell.word.load(Ordering::Relaxed),
-            // SAFETY (both): the engine lives in the outermost run's frame
-            // for the whole body, and no other reference to it is live
-            // during this call (see `Engine`).
+            // SAFETY: the engine lives in the outermost run's frame for the
+            // whole body, and no other reference to it is live during this
+            // call (see `Engine`).
             Path::Software(soft) => unsafe { (*soft).tx.read(&cell.word)? },
+            // SAFETY: as above.
             Path::Serial(serial) => unsafe { (*serial).tx.read(&cell.word) },
         };
         Ok(T::from_bits(bits))
@@ -384,8 +385,9 @@ impl<'env> Tx<'env> {
                 // Relaxed: a plain `mov` inside the hardware transaction.
                 cell.word.store(bits, Ordering::Relaxed);
             }
-            // SAFETY (both): as in `read`.
+            // SAFETY: as in `read`.
             Path::Software(soft) => unsafe { (**soft).tx.write(&cell.word, bits) },
+            // SAFETY: as in `read`: the engine is live and not otherwise borrowed.
             Path::Serial(serial) => unsafe { (**serial).tx.write(&cell.word, bits) },
         }
         Ok(())
@@ -488,8 +490,9 @@ impl<'env> Tx<'env> {
                 // The software rerun waits; a hardware transaction cannot.
                 rtm.abort::<{ code::CANCELLED }>();
             }
-            // SAFETY (both): as in `read`.
+            // SAFETY: as in `read`.
             Path::Software(soft) => unsafe { (*soft).retry = true },
+            // SAFETY: as in `read`: the engine is live and not otherwise borrowed.
             Path::Serial(serial) => unsafe { (*serial).retry = true },
         }
         Err(Restart)
@@ -556,8 +559,9 @@ impl<'env> Tx<'env> {
     fn savepoint(&mut self) -> Option<Savepoint> {
         match self.path {
             Path::Hardware { .. } => None,
-            // SAFETY (both): as in `read`.
+            // SAFETY: as in `read`.
             Path::Software(soft) => Some(unsafe { (*soft).tx.savepoint() }),
+            // SAFETY: as in `read`: the engine is live and not otherwise borrowed.
             Path::Serial(serial) => Some(unsafe { (*serial).tx.savepoint() }),
         }
     }
@@ -565,8 +569,9 @@ impl<'env> Tx<'env> {
     fn release(&mut self, sp: Savepoint) {
         match self.path {
             Path::Hardware { .. } => {}
-            // SAFETY (both): as in `read`.
+            // SAFETY: as in `read`.
             Path::Software(soft) => unsafe { (*soft).tx.release(sp) },
+            // SAFETY: as in `read`: the engine is live and not otherwise borrowed.
             Path::Serial(serial) => unsafe { (*serial).tx.release(sp) },
         }
     }
@@ -574,8 +579,9 @@ impl<'env> Tx<'env> {
     fn roll_back_to(&mut self, sp: Savepoint) {
         match self.path {
             Path::Hardware { .. } => {}
-            // SAFETY (both): as in `read`.
+            // SAFETY: as in `read`.
             Path::Software(soft) => unsafe { (*soft).tx.rollback_to(sp) },
+            // SAFETY: as in `read`: the engine is live and not otherwise borrowed.
             Path::Serial(serial) => unsafe { (*serial).tx.rollback_to(sp) },
         }
     }
@@ -584,8 +590,9 @@ impl<'env> Tx<'env> {
     fn take_retry(&mut self) -> bool {
         match self.path {
             Path::Hardware { .. } => false,
-            // SAFETY (both): as in `read`.
+            // SAFETY: as in `read`.
             Path::Software(soft) => unsafe { std::mem::take(&mut (*soft).retry) },
+            // SAFETY: as in `read`: the engine is live and not otherwise borrowed.
             Path::Serial(serial) => unsafe { std::mem::take(&mut (*serial).retry) },
         }
     }
