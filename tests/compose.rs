@@ -430,3 +430,42 @@ fn helpers_modify_replace_swap() {
     assert_eq!(r, (7, 20));
     assert_eq!((a.load(), b.load()), (0, 7));
 }
+
+#[test]
+fn software_writers_progress_beside_a_stream_of_serial_transactions() {
+    // Two threads keep a serial transaction queued or running at all times;
+    // a software writer must still commit (its wait for the serial queue is
+    // bounded; after that it competes, restarts, and escalates to the FIFO
+    // serial queue itself).
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let serial = Arc::new(TCell::new(0u64));
+    let streams: Vec<_> = (0..2)
+        .map(|_| {
+            let (stop, serial) = (Arc::clone(&stop), Arc::clone(&serial));
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    hytm::atomic_irrevocable(|tx| {
+                        let v = tx.read(&serial).unwrap();
+                        tx.write(&serial, v + 1).unwrap();
+                    });
+                }
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(20));
+    let done = within(Duration::from_secs(20), || {
+        let c = TCell::new(0u64);
+        for _ in 0..200 {
+            STM_ONLY.atomic(|tx| {
+                let v = tx.read(&c)?;
+                tx.write(&c, v + 1)
+            });
+        }
+        c.load()
+    });
+    stop.store(true, Ordering::Relaxed);
+    for s in streams {
+        s.join().unwrap();
+    }
+    assert_eq!(done, 200);
+}

@@ -287,7 +287,9 @@ impl<'g, 'env> SoftTx<'g, 'env> {
     #[cold]
     #[inline(never)]
     fn read_slow(&mut self, w: &'env AtomicU64) -> Result<u64, Restart> {
-        loop {
+        // Bounded like `revalidate`: commits that keep landing between the
+        // load and the check would otherwise starve this reader unseen.
+        for _ in 0..VALIDATE_ROUNDS {
             if let Err(r) = self.revalidate() {
                 // Remembered: a body that swallows this error can neither
                 // read on nor commit.
@@ -301,6 +303,8 @@ impl<'g, 'env> SoftTx<'g, 'env> {
                 return Ok(v);
             }
         }
+        self.snapshot = DOOMED;
+        Err(Restart)
     }
 
     /// Writes a word into the redo log (overwriting an earlier write of the
@@ -392,14 +396,19 @@ impl<'g, 'env> SoftTx<'g, 'env> {
     }
 
     /// Takes `seq` after the fast CAS failed (or a serial transaction was
-    /// queued): revalidate at the current `seq`, retry, up to `COMMIT_ROUNDS`.
+    /// queued): revalidate at the current `seq`, retry, up to `COMMIT_ROUNDS`
+    /// (each with a bounded wait for queued serial transactions).
     #[cold]
     #[inline(never)]
     fn lock_slow(&mut self) -> Result<(), Restart> {
         let backoff = Backoff::new();
         for _ in 0..COMMIT_ROUNDS {
+            // Queued serial transactions go first, but the wait is bounded:
+            // a stream of them would starve this writer. After it, the
+            // writer competes for `seq`; if it keeps losing, its caller sees
+            // Restart and escalates to the (FIFO) serial queue itself.
             let waiting = Backoff::new();
-            while self.g.serial_pending() {
+            while self.g.serial_pending() && !waiting.is_completed() {
                 waiting.snooze();
             }
             // Relaxed: only a hint whether to revalidate; `revalidate` takes
@@ -745,5 +754,33 @@ impl fmt::Debug for SoftTx<'_, '_> {
             .field("writes", &self.logs.writes.entries().len())
             .field("restarts", &self.restarts)
             .finish()
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_writer_does_not_wait_without_bound_for_queued_serial_transactions() {
+        // A serial ticket taken and never served: to a software writer it
+        // looks like an endless stream of serial transactions (serial
+        // pending, `seq` even and free). Its commit must go ahead after a
+        // bounded wait, not wait for the queue to drain.
+        static G: Globals = Globals::new();
+        static X: AtomicU64 = AtomicU64::new(0);
+        let _ticket = G.serial_ticket();
+        assert!(G.serial_pending());
+        let (done_tx, done_rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut tx = SoftTx::begin(&G);
+            tx.write(&X, 1);
+            done_tx.send(tx.commit()).unwrap();
+        });
+        let r = done_rx
+            .recv_timeout(std::time::Duration::from_secs(10))
+            .expect("the commit waited for the serial queue without bound");
+        assert_eq!(r, Ok(()));
+        assert_eq!(X.load(Ordering::Relaxed), 1);
     }
 }
