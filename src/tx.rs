@@ -17,6 +17,8 @@ use std::marker::PhantomData;
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicU32, Ordering};
 
+use crossbeam_utils::CachePadded;
+
 use hytm_fallback::{AtomicU64, Globals, Restart, Savepoint, SerialTx, SoftTx};
 
 use crate::attempt::{self, AdaptiveWord, Entered, GaveUp, Resource};
@@ -692,7 +694,10 @@ pub struct Site {
     /// relaxed load on every transaction, where a `OnceLock` and the name
     /// check cost three times the instructions.
     id: AtomicU32,
-    adaptive: AdaptiveWord,
+    /// On a cache line of its own: hardware attempts of the site
+    /// read it, fallbacks write it, and neither should drag the site's
+    /// other fields or neighbouring statics along.
+    adaptive: CachePadded<AdaptiveWord>,
     policy: Option<Policy>,
 }
 
@@ -711,7 +716,7 @@ impl Site {
         Site {
             name: Some(name),
             id: AtomicU32::new(UNREGISTERED),
-            adaptive: AdaptiveWord::new(),
+            adaptive: CachePadded::new(AdaptiveWord::new()),
             policy: None,
         }
     }
@@ -728,7 +733,7 @@ impl Site {
         Site {
             name: Some(name),
             id: AtomicU32::new(UNREGISTERED),
-            adaptive: AdaptiveWord::new(),
+            adaptive: CachePadded::new(AdaptiveWord::new()),
             policy: Some(policy),
         }
     }
@@ -737,7 +742,7 @@ impl Site {
         Site {
             name: None,
             id: AtomicU32::new(SiteId::ATOMIC.0),
-            adaptive: AdaptiveWord::new(),
+            adaptive: CachePadded::new(AdaptiveWord::new()),
             policy: None,
         }
     }
@@ -1523,4 +1528,32 @@ pub fn protocol_words() -> (u64, u64) {
         GLOBALS.seq().load(Ordering::SeqCst),
         GLOBALS.sw_active().load(Ordering::SeqCst),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_sites_adaptive_word_has_a_cache_line_of_its_own() {
+        // Adaptive state lives on its own cache line. Statics sit next to
+        // each other, so the word must not share its line with the site's
+        // other fields nor with whatever precedes or follows the site.
+        static SITES: [Site; 2] = [Site::new("a"), Site::new("b")];
+        for site in &SITES {
+            let word = &site.adaptive as *const _ as usize;
+            let size = std::mem::size_of_val(&site.adaptive);
+            assert_eq!(word % 64, 0, "the adaptive word does not start a line");
+            assert!(
+                size >= 64,
+                "the adaptive word's line is shared ({size} bytes)"
+            );
+            for other in [
+                &site.id as *const _ as usize,
+                &site.name as *const _ as usize,
+            ] {
+                assert!(other < word || other >= word + size);
+            }
+        }
+    }
 }
