@@ -1005,6 +1005,15 @@ fn run_nested_hardware<'env, R, E>(
     rtm: Rtm,
     body: &mut impl FnMut(&mut Tx<'env>) -> Result<R, TxError<E>>,
 ) -> Result<R, E> {
+    // The elided sections open now enclose this atomic: releasing one of
+    // them inside the body aborts (see `elide::held::atomic_begins`).
+    struct Sections(usize);
+    impl Drop for Sections {
+        fn drop(&mut self) {
+            crate::elide::atomic_ends(self.0);
+        }
+    }
+    let _sections = Sections(crate::elide::atomic_begins());
     let (tx, v) = run_body_in_hardware(rtm, subscribe_hybrid(rtm), body);
     publish_hardware_writes(&tx);
     Ok(v)

@@ -4,6 +4,7 @@
 //! line: the hardware-path behaviour they check is exercised on real RTM by
 //! `tests/rtm.rs`, `tests/elide.rs` and `tests/tx.rs`.
 
+use std::ops::DerefMut;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Barrier};
 
@@ -280,4 +281,36 @@ fn a_panicking_section_is_promoted_and_releases_its_lock() {
     assert!(!m.is_locked());
     assert_eq!(*m.lock(), 1);
     assert!(!hytm::in_transaction());
+}
+
+#[test]
+fn a_nested_atomic_that_drops_its_enclosing_guard_reruns_outside() {
+    let Some(rtm) = model_or_skip("a_nested_atomic_that_drops_its_enclosing_guard_reruns_outside")
+    else {
+        return;
+    };
+    // The body releases the elided section it runs in: on hardware that
+    // `xend` would commit the only transaction and leave the rest of the
+    // body outside any. It must abort instead, and the atomic rerun as an
+    // ordinary one (on the model: the section is left, the atomic reruns).
+    let m = ElidedMutex::new(0u64);
+    let x = TCell::new(0u64);
+    let mut g = Some(m.lock());
+    assert!(rtm.test());
+    *g.as_mut().unwrap().deref_mut() += 1;
+    let mut runs = 0;
+    let r: Result<(), &str> = hytm::try_atomic(|tx| {
+        runs += 1;
+        drop(g.take());
+        tx.write(&x, 1)?;
+        Err(TxError::Cancel("no"))
+    });
+    assert_eq!(r, Err("no"));
+    assert_eq!(x.load(), 0, "a cancelled write survived");
+    assert!(!rtm.test() && !m.is_locked());
+    assert_eq!(*m.lock(), 1);
+    // Nested (aborted), then outermost: in hardware (its cancel aborts),
+    // then in software, which gives the answer.
+    assert!(runs >= 2, "{runs}");
+    assert_eq!(hytm::protocol_words().0 % 2, 0);
 }
