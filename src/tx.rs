@@ -208,7 +208,43 @@ impl<T: Word> TCell<T> {
 
     /// Consumes the cell and returns the value.
     pub fn into_inner(self) -> T {
-        T::from_bits(self.word.into_inner())
+        let this = std::mem::ManuallyDrop::new(self);
+        this.leave_transaction();
+        // Relaxed: `self` by value proves no other thread uses the cell.
+        T::from_bits(this.word.load(Ordering::Relaxed))
+    }
+
+    /// The cell goes away: if this thread runs a software or serial
+    /// transaction, make it forget the cell (a nested transaction may have
+    /// logged it, and the outer one would write back to, or validate, a
+    /// dead word).
+    #[inline]
+    fn leave_transaction(&self) {
+        let current = CURRENT.with(Cell::get);
+        if current != 0 {
+            forget_cell(current, &self.word);
+        }
+    }
+}
+
+impl<T: Word> Drop for TCell<T> {
+    #[inline]
+    fn drop(&mut self) {
+        self.leave_transaction();
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn forget_cell(current: usize, word: &AtomicU64) {
+    match current_path::<'static>(current) {
+        // SAFETY (both): the engine of the running outermost run; this
+        // thread is inside its body, and no Tx method is running (a cell
+        // is being dropped).
+        Path::Software(soft) => unsafe { (*soft).tx.forget(word) },
+        // SAFETY: as above.
+        Path::Serial(serial) => unsafe { (*serial).tx.forget(word) },
+        Path::Hardware { .. } => {}
     }
 }
 
@@ -1415,9 +1451,12 @@ const UNREGISTERED: u32 = u32::MAX;
 /// A nested restart in a software transaction reaches the outermost one by
 /// unwinding (the inner call has nothing to return): a build with
 /// `panic = "abort"` aborts there. The cells a nested transaction touches
-/// are logged until the outermost transaction ends: they must outlive it
-/// (a cell created and dropped inside the outer body must not be passed to
-/// a nested `atomic`; use the outer `Tx` for it).
+/// are logged until the outermost transaction ends; a cell dropped (or
+/// consumed by [`TCell::into_inner`]) on this thread before then leaves the
+/// transaction's logs. Do not free a cell a nested transaction used without
+/// dropping it (`mem::forget` of its owner, then freeing the memory) before
+/// the outermost transaction ends, and do not let another thread free it
+/// meanwhile.
 ///
 /// # Panics
 ///

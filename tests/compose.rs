@@ -469,3 +469,57 @@ fn software_writers_progress_beside_a_stream_of_serial_transactions() {
     }
     assert_eq!(done, 200);
 }
+
+#[test]
+fn a_cell_dropped_inside_the_outer_body_leaves_the_transaction() {
+    // A cell created inside the outer body and handed to a nested atomic
+    // is logged by the outer transaction; it dies before the outer one
+    // commits (or rolls back), which must not write to where it was.
+    #[inline(never)]
+    fn scratch(n: u64) -> u64 {
+        let local = TCell::new(n);
+        hytm::atomic(|tx| {
+            let v = tx.read(&local)?;
+            tx.write(&local, v + 1)?;
+            tx.read(&local)
+        })
+    }
+    #[inline(never)]
+    fn on_the_heap(n: u64) -> u64 {
+        let cells: Vec<TCell<u64>> = (0..64).map(TCell::new).collect();
+        let r = hytm::atomic(|tx| {
+            let v = tx.read(&cells[n as usize % 64])?;
+            tx.write(&cells[n as usize % 64], v + 1000)?;
+            Ok(v)
+        });
+        drop(cells);
+        r
+    }
+    for site in SITES {
+        let guard = TCell::new(7u64);
+        // Canaries: live values the dead cells' addresses may be reused for.
+        for round in 0..50u64 {
+            let r = site.try_atomic(|tx| {
+                let g = tx.read(&guard)?;
+                let a = scratch(round);
+                let b = on_the_heap(round);
+                let canary: Vec<u64> = vec![round; 64];
+                tx.write(&guard, g + 1)?;
+                if round % 2 == 1 {
+                    // Roll back the whole transaction (the serial undo log
+                    // must not restore the dead cells either).
+                    return Err(TxError::Cancel(()));
+                }
+                Ok((a, b, canary))
+            });
+            if let Ok((a, b, canary)) = r {
+                assert_eq!((a, b), (round + 1, round % 64));
+                assert!(
+                    canary.iter().all(|&c| c == round),
+                    "a dead cell's write landed"
+                );
+            }
+        }
+        assert_eq!(guard.load(), 7 + 25, "{site:?}");
+    }
+}

@@ -13,6 +13,14 @@ use crate::sync::AtomicU64;
 /// A logged word address.
 pub(crate) type Addr = *const AtomicU64;
 
+/// What the logs point at instead of a word that went away inside the
+/// transaction (see [`Logs::forget`]): reads of it validate forever (it is
+/// never written, and read entries log 0), writes of it land harmlessly.
+#[cfg(not(loom))]
+static READ_SINK: AtomicU64 = AtomicU64::new(0);
+#[cfg(not(loom))]
+static WRITE_SINK: AtomicU64 = AtomicU64::new(0);
+
 /// Write sets up to this many entries are searched linearly (one cache line
 /// of entries is 4 of them; 16 keeps the scan within 4 lines, where a scan
 /// beats hashing). Above it, an open-addressing index is built.
@@ -204,6 +212,23 @@ impl WriteSet {
         self.release(m);
     }
 
+    /// Points every entry of `a` at `sink` instead (the word goes away).
+    /// Entries stay where they are, so savepoints' indices stay valid; the
+    /// filter and index keep a stale bit or slot for `a`, which only costs a
+    /// scan (lookups compare addresses).
+    fn forget(&mut self, a: Addr, sink: Addr) {
+        if let Some(i) = self.find(a) {
+            self.entries[i].0 = sink;
+        }
+        // Serial savepoints save by address (software ones by index, never
+        // an address's value).
+        for e in &mut self.saved {
+            if e.0 == a as usize {
+                e.0 = sink as usize;
+            }
+        }
+    }
+
     /// Sets the value of the entry at `i` (a savepoint's restore).
     pub(crate) fn set_at(&mut self, i: usize, v: u64) {
         self.entries[i].1 = v;
@@ -299,6 +324,19 @@ impl Logs {
     pub(crate) fn clear(&mut self) {
         self.reads.clear();
         self.writes.clear();
+    }
+
+    /// Forgets the word at `a`, which is going away while the transaction
+    /// runs (a cell dropped inside a transaction that a nested transaction
+    /// touched): no validation, write-back or undo touches it after this.
+    #[cfg(not(loom))]
+    pub(crate) fn forget(&mut self, a: Addr) {
+        for r in &mut self.reads {
+            if r.0 == a {
+                *r = (&READ_SINK, 0);
+            }
+        }
+        self.writes.forget(a, &WRITE_SINK);
     }
 
     /// After a commit (no savepoint open).

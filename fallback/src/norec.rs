@@ -586,6 +586,35 @@ impl<'g, 'env> SoftTx<'g, 'env> {
         self.logs.writes.release(sp.0);
     }
 
+    /// Forgets `w`, a word that goes away while this transaction runs:
+    /// nothing logged about it is validated, written back or kept. For a
+    /// word that only this transaction can reach (its owner drops it), so
+    /// what the transaction did to it does not matter to anyone.
+    ///
+    /// ```
+    /// use hytm_fallback::{Globals, SoftTx};
+    /// use std::sync::atomic::{AtomicU64, Ordering};
+    ///
+    /// let g = Globals::new();
+    /// let keep = AtomicU64::new(0);
+    /// let mut tx = SoftTx::begin(&g);
+    /// {
+    ///     let scratch = AtomicU64::new(1);
+    ///     // (A transaction's words must outlive it; `forget` is the way out
+    ///     // for one that does not, here by a raw detour.)
+    ///     let scratch: &AtomicU64 = unsafe { &*(&scratch as *const AtomicU64) };
+    ///     tx.write(scratch, 2);
+    ///     tx.forget(scratch);
+    /// }
+    /// tx.write(&keep, 1);
+    /// tx.commit().unwrap();
+    /// assert_eq!(keep.load(Ordering::Relaxed), 1);
+    /// ```
+    #[cfg(not(loom))]
+    pub fn forget(&mut self, w: &AtomicU64) {
+        self.logs.forget(w);
+    }
+
     /// Whether a read of this attempt failed: it must restart, and
     /// [`commit`](Self::commit) refuses it.
     ///

@@ -316,6 +316,14 @@ impl<'g, 'env> SerialTx<'g, 'env> {
         }
     }
 
+    /// Forgets `w`, a word that goes away while this transaction runs: the
+    /// undo log no longer restores it (nor a savepoint). See
+    /// [`SoftTx::forget`](crate::SoftTx::forget).
+    #[cfg(not(loom))]
+    pub fn forget(&mut self, w: &AtomicU64) {
+        self.logs.forget(w);
+    }
+
     /// Restores every written word to its first value, newest first.
     #[cold]
     fn roll_back(&mut self) {
