@@ -314,3 +314,56 @@ fn a_nested_atomic_that_drops_its_enclosing_guard_reruns_outside() {
     assert!(runs >= 2, "{runs}");
     assert_eq!(hytm::protocol_words().0 % 2, 0);
 }
+
+#[test]
+fn retry_in_a_hardware_transaction_aborts_and_waits_in_software() {
+    let Some(_) = model_or_skip("retry_in_a_hardware_transaction_aborts_and_waits_in_software")
+    else {
+        return;
+    };
+    use hytm::rtm::code::CANCELLED;
+    use hytm::{Policy, Site};
+    static WAITER: Site = Site::with_policy("model retry waiter", Policy::DEFAULT.adaptive(false));
+    static PRODUCER: Site =
+        Site::with_policy("model retry producer", Policy::DEFAULT.adaptive(false));
+    let slot = Arc::new(TCell::new(0u64));
+    let waiter = {
+        let slot = Arc::clone(&slot);
+        std::thread::spawn(move || {
+            let v = WAITER.atomic(|tx| match tx.read(&slot)? {
+                0 => tx.retry(),
+                v => Ok(v),
+            });
+            (v, std::time::Instant::now())
+        })
+    };
+    // The waiter aborted its hardware run and waits in software (counted
+    // in sw_active, so the producer's hardware commit moves `seq`).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while hytm::protocol_words().1 == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the waiter never waited"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    let committed = std::time::Instant::now();
+    PRODUCER.atomic(|tx| tx.write(&slot, 9));
+    let (v, woke) = waiter.join().unwrap();
+    assert_eq!(v, 9);
+    println!(
+        "retry on the model: woke {:?} after the producer's hardware commit",
+        woke.duration_since(committed)
+    );
+    let report = hytm::stats::snapshot();
+    let w = report.site("model retry waiter").expect("row");
+    assert!(w.explicit_code(CANCELLED) >= 1, "{w:?}");
+    assert!(w.stm_commits + w.serial >= 1, "{w:?}");
+    let p = report.site("model retry producer").expect("row");
+    assert_eq!(p.hw_commits, 1, "{p:?}");
+    // `or_else` in hardware: the first alternative's retry aborts, and the
+    // software rerun takes the second.
+    let r = WAITER.atomic(|tx| tx.or_else(|tx| tx.retry(), |_| Ok(5)));
+    assert_eq!(r, 5);
+}
