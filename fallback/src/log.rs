@@ -216,6 +216,7 @@ impl WriteSet {
     /// Entries stay where they are, so savepoints' indices stay valid; the
     /// filter and index keep a stale bit or slot for `a`, which only costs a
     /// scan (lookups compare addresses).
+    #[cfg(not(loom))]
     fn forget(&mut self, a: Addr, sink: Addr) {
         if let Some(i) = self.find(a) {
             self.entries[i].0 = sink;
