@@ -499,7 +499,9 @@ impl<'env> Tx<'env> {
     /// transaction; inside [`Tx::or_else`]'s first alternative, it runs the
     /// second instead. In a hardware transaction it aborts, and the
     /// transaction reruns in software, where it waits. A transaction that
-    /// read nothing waits forever.
+    /// read nothing waits forever. In an irrevocable transaction the
+    /// `TCell` writes roll back, but the irrevocable work done so far does
+    /// not, and it runs again on the rerun.
     ///
     /// # Errors
     ///
