@@ -238,9 +238,9 @@ impl<T: Word> Drop for TCell<T> {
 #[inline(never)]
 fn forget_cell(current: usize, word: &AtomicU64) {
     match current_path::<'static>(current) {
-        // SAFETY (both): the engine of the running outermost run; this
-        // thread is inside its body, and no Tx method is running (a cell
-        // is being dropped).
+        // SAFETY: the engine of the running outermost run; this thread is
+        // inside its body, and no Tx method is running (a cell is being
+        // dropped).
         Path::Software(soft) => unsafe { (*soft).tx.forget(word) },
         // SAFETY: as above.
         Path::Serial(serial) => unsafe { (*serial).tx.forget(word) },
