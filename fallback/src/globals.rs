@@ -8,7 +8,7 @@ use crossbeam_utils::CachePadded;
 use crate::sync::{AtomicU64, Backoff, Ordering};
 
 /// The waiting bit of `seq` (bit 62): set while a transaction waits in
-/// [`Globals::wait_for_change`]. Every committer that took `seq` with the
+/// `Globals::wait_for_change`. Every committer that took `seq` with the
 /// bit set wakes the waiters after it releases `seq`; committers never
 /// touch the bit, waiters set and clear it (only while `seq` is even).
 pub(crate) const WAITING: u64 = 1 << 62;
@@ -34,10 +34,12 @@ const BACKSTOP: std::time::Duration = std::time::Duration::from_millis(10);
 /// | bits   | meaning |
 /// | ------ | ------- |
 /// | 0      | 1: a software writer is writing back its redo log, or a serial transaction runs. Nobody else commits; software readers wait; hardware transactions that see it abort (`0xfe`). |
-/// | 63..1  | commit counter: +1 per software writer commit (CAS `s -> s+1`, write back, store `s+2`), per serial transaction (CAS `s -> s+1`, run, store `s+2`), and per hardware transaction that wrote while `sw_active != 0` (it adds 2 inside the transaction). |
+/// | 61..1  | commit counter: +1 per software writer commit (CAS `s -> s+1`, write back, store `s+2`), per serial transaction (CAS `s -> s+1`, run, store `s+2`), and per hardware transaction that wrote while `sw_active != 0` (it adds 2 inside the transaction). |
+/// | 62     | waiting ([`Globals::WAITING`]): a transaction is blocked in `retry` ([`SoftTx::wait_for_change`](crate::SoftTx::wait_for_change), [`SerialTx::wait_for_change`](crate::SerialTx::wait_for_change)). Set and cleared by waiters only, while `seq` is even; carried along by every commit, whose committer then wakes the waiters after releasing `seq`. |
 ///
 /// Invariants: only the thread that made `seq` odd makes it even again;
-/// `seq` never decreases (2^63 commits to wrap); while it is odd the only
+/// the commit counter never decreases (2^61 commits to wrap), and `seq`
+/// changes only by commits and by the waiting bit; while it is odd the only
 /// stores to transactional words are the holder's; every state change of a
 /// transactional word made while `sw_active != 0` moves `seq`.
 ///
@@ -254,11 +256,10 @@ impl Globals {
     /// transaction, after `xend`).
     pub const WAITING: u64 = WAITING;
 
-    /// Wakes every transaction blocked in [`wait_for_change`]: called by a
+    /// Wakes every transaction blocked in a `wait_for_change` (of
+    /// [`SoftTx`](crate::SoftTx) or [`SerialTx`](crate::SerialTx)): called by a
     /// committer whose `seq` carried the waiting bit, after it released
     /// `seq`.
-    ///
-    /// [`wait_for_change`]: Globals::wait_for_change
     #[cold]
     #[inline(never)]
     pub fn wake_waiters(&self) {
