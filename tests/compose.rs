@@ -219,7 +219,9 @@ fn retry_blocks_parked_and_wakes_on_the_commit() {
     hytm::atomic(|tx| tx.write(&slot, 1));
     for i in 2..2 + HANDOFFS as u64 {
         // Wait until the consumer took the last value, then let it block.
+        let deadline = Instant::now() + Duration::from_secs(10);
         while slot.load() != 0 {
+            assert!(Instant::now() < deadline, "the consumer did not take {}", i - 1);
             std::thread::sleep(Duration::from_millis(1));
         }
         std::thread::sleep(Duration::from_millis(5));
