@@ -949,6 +949,7 @@ impl Site {
                     // `retry`: wake it (a transaction could not).
                     GLOBALS.wake_waiters();
                 }
+                after_hardware_commit();
                 stats::count(site, Outcome::HardwareCommit);
                 self.adaptive.record(true);
                 Ok(Ok(v))
@@ -1053,8 +1054,29 @@ fn run_nested_hardware<'env, R, E>(
     }
     let _sections = Sections(crate::elide::atomic_begins());
     let (tx, v) = run_body_in_hardware(rtm, subscribe_hybrid(rtm), body);
-    publish_hardware_writes(&tx);
+    if publish_hardware_writes(&tx) & Globals::WAITING != 0 {
+        // The enclosing transaction's commit publishes this write: whoever
+        // ends it wakes the waiters (thread-local, written inside the
+        // transaction: an abort takes it back).
+        WAKE_AFTER_COMMIT.with(|w| w.set(true));
+    }
     Ok(v)
+}
+
+thread_local! {
+    /// A nested hardware `atomic` wrote while a transaction waits in
+    /// `retry`: the outermost commit must wake it.
+    static WAKE_AFTER_COMMIT: Cell<bool> = const { Cell::new(false) };
+}
+
+/// After a hardware transaction committed (an `atomic`, or an elided
+/// section's outermost release): wakes the transactions blocked in `retry`
+/// if a nested `atomic` inside it wrote while they waited.
+#[inline]
+pub(crate) fn after_hardware_commit() {
+    if WAKE_AFTER_COMMIT.with(|w| w.replace(false)) {
+        GLOBALS.wake_waiters();
+    }
 }
 
 /// Runs the body inside the hardware transaction the caller is in, and

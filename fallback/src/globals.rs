@@ -14,9 +14,10 @@ use crate::sync::{AtomicU64, Backoff, Ordering};
 pub(crate) const WAITING: u64 = 1 << 62;
 
 /// The longest a waiter sleeps before it rechecks on its own: a backstop
-/// for a commit that cannot wake it (a hardware transaction whose commit
-/// is an elided lock's release); every other commit wakes it at once.
-const BACKSTOP: std::time::Duration = std::time::Duration::from_millis(10);
+/// only (every commit whose `seq` carries the waiting bit wakes the
+/// waiters: software and serial committers at once, hardware ones after
+/// `xend`), against a waker this crate cannot see.
+const BACKSTOP: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// The shared words of one transactional domain: the NOrec sequence lock
 /// `seq`, the software-activity counter `sw_active`, and the ticket lock

@@ -308,6 +308,9 @@ impl Elision {
             // transaction did, each counted at its own site.
             held::count_commits();
             self.adaptive(key).record(true);
+            // An `atomic` nested in the transaction may have written while
+            // a transaction waits in `retry`.
+            crate::tx::after_hardware_commit();
         }
         #[cfg(hytm_model)]
         return None;
