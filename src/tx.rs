@@ -11,12 +11,15 @@
 //! but the `sw_active` line it only reads. The software side lives in the
 //! `hytm-fallback` crate.
 
-use std::cell::{Cell, UnsafeCell};
+use std::cell::Cell;
 use std::fmt;
 use std::marker::PhantomData;
+use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use hytm_fallback::{AtomicU64, Globals, Restart, SerialTx, SoftTx};
+use crossbeam_utils::CachePadded;
+
+use hytm_fallback::{AtomicU64, Globals, Restart, Savepoint, SerialTx, SoftTx};
 
 use crate::attempt::{self, AdaptiveWord, Entered, GaveUp, Resource};
 use crate::policy::{FallbackKind, Policy};
@@ -172,6 +175,12 @@ impl<T: Word> TCell<T> {
             // Acquire: the writes of every commit up to `before` are
             // visible to the load below (seqlock reader).
             let before = seq.load(Ordering::Acquire);
+            if before & 1 == 1 && in_serial_body() {
+                // This thread's own serial transaction holds `seq` odd:
+                // waiting would wait forever. Nobody else writes now, and
+                // our own writes are in place: the value is current.
+                return T::from_bits(self.word.load(Ordering::Relaxed));
+            }
             if before & 1 == 0 {
                 // Relaxed, then an Acquire fence before re-reading `seq`:
                 // if a writer's store reached us, so did its odd `seq`.
@@ -199,7 +208,43 @@ impl<T: Word> TCell<T> {
 
     /// Consumes the cell and returns the value.
     pub fn into_inner(self) -> T {
-        T::from_bits(self.word.into_inner())
+        let this = std::mem::ManuallyDrop::new(self);
+        this.leave_transaction();
+        // Relaxed: `self` by value proves no other thread uses the cell.
+        T::from_bits(this.word.load(Ordering::Relaxed))
+    }
+
+    /// The cell goes away: if this thread runs a software or serial
+    /// transaction, make it forget the cell (a nested transaction may have
+    /// logged it, and the outer one would write back to, or validate, a
+    /// dead word).
+    #[inline]
+    fn leave_transaction(&self) {
+        let current = CURRENT.with(Cell::get);
+        if current != 0 {
+            forget_cell(current, &self.word);
+        }
+    }
+}
+
+impl<T: Word> Drop for TCell<T> {
+    #[inline]
+    fn drop(&mut self) {
+        self.leave_transaction();
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn forget_cell(current: usize, word: &AtomicU64) {
+    match current_path::<'static>(current) {
+        // SAFETY: the engine of the running outermost run; this thread is
+        // inside its body, and no Tx method is running (a cell is being
+        // dropped).
+        Path::Software(soft) => unsafe { (*soft).tx.forget(word) },
+        // SAFETY: as above.
+        Path::Serial(serial) => unsafe { (*serial).tx.forget(word) },
+        Path::Hardware { .. } => {}
     }
 }
 
@@ -252,34 +297,90 @@ impl<E: fmt::Display> fmt::Display for TxError<E> {
 
 impl<E: fmt::Debug + fmt::Display> std::error::Error for TxError<E> {}
 
-/// The path a transaction runs on.
-// The engines sit in `UnsafeCell` (used only through the safe `get_mut` and
-// `into_inner`) because it hides their niches: the tag is then a plain byte,
-// checked in 2 instructions on every read and write, instead of a niche
-// decoded from a `bool` inside `SerialTx` in 10. That only pays because the
-// engines' constructors are inlined and build the value in place: when
-// rustc moved a finished engine into the enum, LLVM copied it through a
-// misaligned temporary, and the store-forwarding stalls made the transfer
-// 28% slower (the first try with `#[repr(u8)]`).
+/// A software or serial run's state: the engine, and what the body asked
+/// of the dispatcher. It lives in the outermost run's frame; the outermost
+/// body's `Tx` and every nested one reach it through the same raw pointer
+/// (so no `&mut` to it outlives one call: a nested `atomic` uses it while
+/// the outer body holds its own `&mut Tx`).
+struct Engine<E> {
+    tx: E,
+    /// Rerun serially ([`Tx::become_irrevocable`], a nested
+    /// [`atomic_irrevocable`], an elided lock taken in the body).
+    want_serial: bool,
+    /// The body declared irrevocable work: this run must never be rolled
+    /// back, not even by injection.
+    irrevocable: bool,
+    /// [`Tx::retry`] was called: the restart is a wait for a change.
+    retry: bool,
+}
+
+impl<E> Engine<E> {
+    #[inline(always)]
+    fn new(tx: E, irrevocable: bool) -> Self {
+        Engine {
+            tx,
+            want_serial: false,
+            irrevocable,
+            retry: false,
+        }
+    }
+}
+
+type Soft<'env> = Engine<SoftTx<'static, 'env>>;
+type Serial<'env> = Engine<SerialTx<'static, 'env>>;
+
+/// The path a transaction runs on. The software engines are reached through
+/// raw pointers (see [`Engine`]).
+#[derive(Clone, Copy)]
+#[repr(u8)]
 enum Path<'env> {
     Hardware {
         rtm: Rtm,
         sw_seen: bool,
         wrote: bool,
     },
-    Software(UnsafeCell<SoftTx<'static, 'env>>),
-    Serial(UnsafeCell<SerialTx<'static, 'env>>),
+    Software(*mut Soft<'env>),
+    Serial(*mut Serial<'env>),
 }
 
 /// A running transaction: reads and writes [`TCell`]s. Given to the body of
 /// [`atomic`]; the same body runs on every path.
+///
+/// Helpers that take a `&mut Tx` compose: they run inside their caller's
+/// transaction, with its reads, writes and fate. The lifetime `'env` is
+/// that of the cells the transaction touches, so spell it out in a helper's
+/// signature:
+///
+/// ```
+/// use hytm::{Restart, TCell, Tx, TxError};
+///
+/// /// Takes `amount` out of `account`: part of the caller's transaction.
+/// fn debit<'env>(tx: &mut Tx<'env>, account: &'env TCell<i64>, amount: i64) -> Result<(), TxError<&'static str>> {
+///     let balance = tx.read(account)?;
+///     if balance < amount {
+///         return Err(TxError::Cancel("insufficient funds"));
+///     }
+///     tx.write(account, balance - amount)?;
+///     Ok(())
+/// }
+///
+/// fn credit<'env>(tx: &mut Tx<'env>, account: &'env TCell<i64>, amount: i64) -> Result<(), Restart> {
+///     tx.modify(account, |b| b + amount)?;
+///     Ok(())
+/// }
+///
+/// let (a, b) = (TCell::new(100), TCell::new(0));
+/// let r = hytm::try_atomic(|tx| {
+///     debit(tx, &a, 30)?;
+///     credit(tx, &b, 30)?;
+///     Ok(())
+/// });
+/// assert_eq!(r, Ok(()));
+/// assert_eq!(hytm::try_atomic(|tx| debit(tx, &a, 500)), Err("insufficient funds"));
+/// assert_eq!((a.load(), b.load()), (70, 30));
+/// ```
 pub struct Tx<'env> {
     path: Path<'env>,
-    want_serial: bool,
-    /// The body declared irrevocable work ([`Tx::become_irrevocable`] or
-    /// [`atomic_irrevocable`]): this run must never be rolled back, not even
-    /// by injection.
-    irrevocable: bool,
     /// A transaction belongs to the thread that runs it.
     _not_send: PhantomData<*mut ()>,
 }
@@ -293,12 +394,16 @@ impl<'env> Tx<'env> {
     /// with earlier ones; return it (with `?`) and the body reruns.
     #[inline(always)]
     pub fn read<T: Word>(&mut self, cell: &'env TCell<T>) -> Result<T, Restart> {
-        let bits = match &mut self.path {
+        let bits = match self.path {
             // Relaxed: inside a hardware transaction the hardware orders and
             // isolates every access; this is a plain `mov`.
             Path::Hardware { .. } => cell.word.load(Ordering::Relaxed),
-            Path::Software(soft) => soft.get_mut().read(&cell.word)?,
-            Path::Serial(serial) => serial.get_mut().read(&cell.word),
+            // SAFETY: the engine lives in the outermost run's frame for the
+            // whole body, and no other reference to it is live during this
+            // call (see `Engine`).
+            Path::Software(soft) => unsafe { (*soft).tx.read(&cell.word)? },
+            // SAFETY: as above.
+            Path::Serial(serial) => unsafe { (*serial).tx.read(&cell.word) },
         };
         Ok(T::from_bits(bits))
     }
@@ -318,10 +423,218 @@ impl<'env> Tx<'env> {
                 // Relaxed: a plain `mov` inside the hardware transaction.
                 cell.word.store(bits, Ordering::Relaxed);
             }
-            Path::Software(soft) => soft.get_mut().write(&cell.word, bits),
-            Path::Serial(serial) => serial.get_mut().write(&cell.word, bits),
+            // SAFETY: as in `read`.
+            Path::Software(soft) => unsafe { (**soft).tx.write(&cell.word, bits) },
+            // SAFETY: as in `read`: the engine is live and not otherwise borrowed.
+            Path::Serial(serial) => unsafe { (**serial).tx.write(&cell.word, bits) },
         }
         Ok(())
+    }
+
+    /// Applies `f` to a cell's value; returns the new value.
+    ///
+    /// # Errors
+    ///
+    /// As [`Tx::read`].
+    ///
+    /// ```
+    /// let c = hytm::TCell::new(20);
+    /// assert_eq!(hytm::atomic(|tx| tx.modify(&c, |v| v * 2)), 40);
+    /// assert_eq!(c.load(), 40);
+    /// ```
+    #[inline]
+    pub fn modify<T: Word>(
+        &mut self,
+        cell: &'env TCell<T>,
+        f: impl FnOnce(T) -> T,
+    ) -> Result<T, Restart> {
+        let v = f(self.read(cell)?);
+        self.write(cell, v)?;
+        Ok(v)
+    }
+
+    /// Writes a cell and returns its previous value.
+    ///
+    /// # Errors
+    ///
+    /// As [`Tx::read`].
+    ///
+    /// ```
+    /// let c = hytm::TCell::new('a');
+    /// assert_eq!(hytm::atomic(|tx| tx.replace(&c, 'b')), 'a');
+    /// assert_eq!(c.load(), 'b');
+    /// ```
+    #[inline]
+    pub fn replace<T: Word>(&mut self, cell: &'env TCell<T>, value: T) -> Result<T, Restart> {
+        let old = self.read(cell)?;
+        self.write(cell, value)?;
+        Ok(old)
+    }
+
+    /// Exchanges the values of two cells.
+    ///
+    /// # Errors
+    ///
+    /// As [`Tx::read`].
+    ///
+    /// ```
+    /// let (a, b) = (hytm::TCell::new(1), hytm::TCell::new(2));
+    /// hytm::atomic(|tx| tx.swap(&a, &b));
+    /// assert_eq!((a.load(), b.load()), (2, 1));
+    /// ```
+    #[inline]
+    pub fn swap<T: Word>(&mut self, a: &'env TCell<T>, b: &'env TCell<T>) -> Result<(), Restart> {
+        let (x, y) = (self.read(a)?, self.read(b)?);
+        self.write(a, y)?;
+        self.write(b, x)
+    }
+
+    /// Blocks until another transaction changes a cell this one has read,
+    /// then reruns the transaction from the start (Haskell's `retry`):
+    /// everything it wrote is rolled back first, and the thread parks
+    /// meanwhile (no spinning). Return its result from the body:
+    /// `return tx.retry();`.
+    ///
+    /// Called inside a nested `atomic`, it retries the outermost
+    /// transaction; inside [`Tx::or_else`]'s first alternative, it runs the
+    /// second instead. In a hardware transaction it aborts, and the
+    /// transaction reruns in software, where it waits. A transaction that
+    /// read nothing waits forever. In an irrevocable transaction the
+    /// `TCell` writes roll back, but the irrevocable work done so far does
+    /// not, and it runs again on the rerun.
+    ///
+    /// # Errors
+    ///
+    /// Always [`Restart`]: return it, and the runtime does the rest.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use hytm::TCell;
+    ///
+    /// let slot = Arc::new(TCell::new(0u64));
+    /// let producer = {
+    ///     let slot = Arc::clone(&slot);
+    ///     std::thread::spawn(move || hytm::atomic(|tx| tx.write(&slot, 42)))
+    /// };
+    /// // Waits (parked) until the producer's commit fills the slot.
+    /// let v = hytm::atomic(|tx| match tx.read(&slot)? {
+    ///     0 => tx.retry(),
+    ///     v => tx.write(&slot, 0).map(|()| v),
+    /// });
+    /// assert_eq!(v, 42);
+    /// producer.join().unwrap();
+    /// ```
+    pub fn retry<T>(&mut self) -> Result<T, Restart> {
+        match self.path {
+            Path::Hardware { rtm, .. } => {
+                // The software rerun waits; a hardware transaction cannot.
+                rtm.abort::<{ code::CANCELLED }>();
+            }
+            // SAFETY: as in `read`.
+            Path::Software(soft) => unsafe { (*soft).retry = true },
+            // SAFETY: as in `read`: the engine is live and not otherwise borrowed.
+            Path::Serial(serial) => unsafe { (*serial).retry = true },
+        }
+        Err(Restart)
+    }
+
+    /// Runs `first`; if it calls [`Tx::retry`], rolls back its writes and
+    /// runs `second` instead (Haskell's `orElse`). If both retry, the whole
+    /// transaction waits for a change to anything either of them read.
+    ///
+    /// # Errors
+    ///
+    /// [`Restart`] from the alternative that ran (a conflict, or a retry of
+    /// both).
+    ///
+    /// ```
+    /// use hytm::TCell;
+    /// let (a, b) = (TCell::new(0u32), TCell::new(7u32));
+    /// // Take from `a` if it has something, else from `b`.
+    /// let took = hytm::atomic(|tx| {
+    ///     tx.or_else(
+    ///         |tx| match tx.read(&a)? {
+    ///             0 => tx.retry(),
+    ///             v => tx.write(&a, 0).map(|()| v),
+    ///         },
+    ///         |tx| match tx.read(&b)? {
+    ///             0 => tx.retry(),
+    ///             v => tx.write(&b, 0).map(|()| v),
+    ///         },
+    ///     )
+    /// });
+    /// assert_eq!((took, a.load(), b.load()), (7, 0, 0));
+    /// ```
+    pub fn or_else<R>(
+        &mut self,
+        first: impl FnOnce(&mut Tx<'env>) -> Result<R, Restart>,
+        second: impl FnOnce(&mut Tx<'env>) -> Result<R, Restart>,
+    ) -> Result<R, Restart> {
+        // In hardware a retry aborts the whole transaction at once, and the
+        // software rerun makes the choice.
+        let Some(sp) = self.savepoint() else {
+            return first(self);
+        };
+        let retried = match catch_unwind(AssertUnwindSafe(|| first(&mut *self))) {
+            Ok(Ok(v)) => {
+                self.release(sp);
+                return Ok(v);
+            }
+            Ok(Err(Restart)) => self.take_retry(),
+            // A nested `atomic` inside `first` retried.
+            Err(payload) if payload.is::<RestartOutermost>() && self.take_retry() => true,
+            Err(payload) => resume_unwind(payload),
+        };
+        if !retried {
+            self.release(sp);
+            return Err(Restart);
+        }
+        // What `first` read stays in the read set: if `second` retries too,
+        // the transaction waits on both.
+        self.roll_back_to(sp);
+        second(self)
+    }
+
+    /// Opens a savepoint (software and serial paths; `None` in hardware).
+    fn savepoint(&mut self) -> Option<Savepoint> {
+        match self.path {
+            Path::Hardware { .. } => None,
+            // SAFETY: as in `read`.
+            Path::Software(soft) => Some(unsafe { (*soft).tx.savepoint() }),
+            // SAFETY: as in `read`: the engine is live and not otherwise borrowed.
+            Path::Serial(serial) => Some(unsafe { (*serial).tx.savepoint() }),
+        }
+    }
+
+    fn release(&mut self, sp: Savepoint) {
+        match self.path {
+            Path::Hardware { .. } => {}
+            // SAFETY: as in `read`.
+            Path::Software(soft) => unsafe { (*soft).tx.release(sp) },
+            // SAFETY: as in `read`: the engine is live and not otherwise borrowed.
+            Path::Serial(serial) => unsafe { (*serial).tx.release(sp) },
+        }
+    }
+
+    fn roll_back_to(&mut self, sp: Savepoint) {
+        match self.path {
+            Path::Hardware { .. } => {}
+            // SAFETY: as in `read`.
+            Path::Software(soft) => unsafe { (*soft).tx.rollback_to(sp) },
+            // SAFETY: as in `read`: the engine is live and not otherwise borrowed.
+            Path::Serial(serial) => unsafe { (*serial).tx.rollback_to(sp) },
+        }
+    }
+
+    /// Whether `retry` was called (and clears that).
+    fn take_retry(&mut self) -> bool {
+        match self.path {
+            Path::Hardware { .. } => false,
+            // SAFETY: as in `read`.
+            Path::Software(soft) => unsafe { std::mem::take(&mut (*soft).retry) },
+            // SAFETY: as in `read`: the engine is live and not otherwise borrowed.
+            Path::Serial(serial) => unsafe { std::mem::take(&mut (*serial).retry) },
+        }
     }
 
     /// Makes the rest of this transaction irrevocable: from here on it runs
@@ -343,20 +656,20 @@ impl<'env> Tx<'env> {
     /// assert_eq!(log.load(), 1);
     /// ```
     pub fn become_irrevocable(&mut self) -> Result<(), Restart> {
-        match &self.path {
-            Path::Serial(_) => {
-                self.irrevocable = true;
+        match self.path {
+            Path::Serial(serial) => {
+                // SAFETY: as in `read`.
+                unsafe { (*serial).irrevocable = true };
                 Ok(())
             }
             Path::Hardware { rtm, .. } => {
                 rtm.abort::<{ code::NEEDS_SERIAL }>();
-                // Outside a transaction (cannot happen) fall through to a
-                // software-style restart.
-                self.want_serial = true;
+                // Outside a transaction (cannot happen): a plain restart.
                 Err(Restart)
             }
-            Path::Software(_) => {
-                self.want_serial = true;
+            Path::Software(soft) => {
+                // SAFETY: as in `read`.
+                unsafe { (*soft).want_serial = true };
                 Err(Restart)
             }
         }
@@ -370,7 +683,11 @@ impl<'env> Tx<'env> {
     /// irrevocable: it keeps an undo log, and a cancel, a panic or an injected
     /// rollback undoes it.)
     pub fn is_irrevocable(&self) -> bool {
-        self.irrevocable
+        match self.path {
+            // SAFETY: as in `read`.
+            Path::Serial(serial) => unsafe { (*serial).irrevocable },
+            _ => false,
+        }
     }
 
     /// Whether this run is serial: alone, writing in place with an undo log
@@ -415,7 +732,10 @@ pub struct Site {
     /// relaxed load on every transaction, where a `OnceLock` and the name
     /// check cost three times the instructions.
     id: AtomicU32,
-    adaptive: AdaptiveWord,
+    /// On a cache line of its own: hardware attempts of the site
+    /// read it, fallbacks write it, and neither should drag the site's
+    /// other fields or neighbouring statics along.
+    adaptive: CachePadded<AdaptiveWord>,
     policy: Option<Policy>,
 }
 
@@ -434,7 +754,7 @@ impl Site {
         Site {
             name: Some(name),
             id: AtomicU32::new(UNREGISTERED),
-            adaptive: AdaptiveWord::new(),
+            adaptive: CachePadded::new(AdaptiveWord::new()),
             policy: None,
         }
     }
@@ -451,7 +771,7 @@ impl Site {
         Site {
             name: Some(name),
             id: AtomicU32::new(UNREGISTERED),
-            adaptive: AdaptiveWord::new(),
+            adaptive: CachePadded::new(AdaptiveWord::new()),
             policy: Some(policy),
         }
     }
@@ -460,7 +780,7 @@ impl Site {
         Site {
             name: None,
             id: AtomicU32::new(SiteId::ATOMIC.0),
-            adaptive: AdaptiveWord::new(),
+            adaptive: CachePadded::new(AdaptiveWord::new()),
             policy: None,
         }
     }
@@ -510,13 +830,16 @@ impl Site {
     /// Runs `body` irrevocably (serially) at this site; see
     /// [`atomic_irrevocable`].
     pub fn atomic_irrevocable<'env, R>(&self, mut body: impl FnMut(&mut Tx<'env>) -> R) -> R {
+        let outer = CURRENT.with(Cell::get);
+        if outer != 0 {
+            return run_nested_irrevocable(outer, &mut body);
+        }
         let rt = runtime();
         if let Some(rtm) = rt.rtm.filter(|rtm| rtm.test()) {
             // Irrevocable work cannot run speculatively: roll the enclosing
             // transaction back so it reruns on its fallback.
             rtm.abort::<{ code::NEEDS_SERIAL }>();
         }
-        let _scope = SoftwareScope::enter();
         let mut sw = SoftwareRun {
             irrevocable: true,
             ..SoftwareRun::default()
@@ -535,19 +858,16 @@ impl Site {
         &self,
         mut body: impl FnMut(&mut Tx<'env>) -> Result<R, TxError<E>>,
     ) -> Result<R, E> {
+        let outer = CURRENT.with(Cell::get);
+        if outer != 0 {
+            // Inside a software or serial body: join it (flat nesting).
+            return run_nested(outer, &mut body);
+        }
         let rt = runtime();
         let policy = self.policy.as_ref().unwrap_or(rt.config.default_policy());
         let mut serial_first = false;
         if rt.hardware_path && policy.uses_hardware() {
             if let Some(rtm) = rt.rtm {
-                if rtm.test() && SoftwareScope::active() {
-                    // In an elided section inside a software body: roll the
-                    // section back; rerun under its lock, this call then
-                    // reports the nesting.
-                    rtm.abort::<{ code::NEEDS_SERIAL }>();
-                }
-                // (Tested again: under the HTM model that abort promotes
-                // the section and returns.)
                 if rtm.test() {
                     // On hardware this is always `Ok`. Under the HTM model
                     // an abort inside the body may instead promote the
@@ -559,7 +879,6 @@ impl Site {
                     }
                 }
             }
-            SoftwareScope::check_not_nested();
             match self.try_hardware(rt, policy, &mut body) {
                 Ok(r) => return r,
                 Err(why) => serial_first = why == GaveUp::NeedsSerial,
@@ -569,7 +888,6 @@ impl Site {
             // software path cannot run there; roll back, let it run outside.
             rtm.abort::<{ code::NEEDS_SERIAL }>();
         }
-        let _scope = SoftwareScope::enter();
         let mut sw = SoftwareRun::default();
         let lock = policy.fallback_kind() != FallbackKind::Stm;
         let r = if lock || serial_first {
@@ -621,11 +939,17 @@ impl Site {
         let inside = |entered: Entered| {
             let sw_seen = subscribe_hybrid(entered.rtm);
             let (tx, v) = run_body_in_hardware(entered.rtm, sw_seen, body);
-            commit_hardware(&tx, entered);
-            v
+            let seq = commit_hardware(&tx, entered);
+            (v, seq)
         };
         match attempt::run(rt, hw_policy, site, resource, wait, inside) {
-            Ok(v) => {
+            Ok((v, seq)) => {
+                if seq & Globals::WAITING != 0 {
+                    // Committed a write while a transaction waits in
+                    // `retry`: wake it (a transaction could not).
+                    GLOBALS.wake_waiters();
+                }
+                after_hardware_commit();
                 stats::count(site, Outcome::HardwareCommit);
                 self.adaptive.record(true);
                 Ok(Ok(v))
@@ -669,9 +993,11 @@ fn subscribe_hybrid(rtm: Rtm) -> bool {
 }
 
 /// Inside a hardware transaction that wrote while software transactions
-/// were in flight: add 2 to `seq`, so their reads revalidate.
+/// were in flight: add 2 to `seq`, so their reads revalidate. Returns the
+/// new `seq` (0 if it did not move it): after the commit, its waiting bit
+/// says whether to wake transactions blocked in `retry`.
 #[inline(always)]
-fn publish_hardware_writes(tx: &Tx<'_>) {
+fn publish_hardware_writes(tx: &Tx<'_>) -> u64 {
     if let Path::Hardware {
         sw_seen: true,
         wrote: true,
@@ -681,18 +1007,23 @@ fn publish_hardware_writes(tx: &Tx<'_>) {
         let seq = GLOBALS.seq();
         // Relaxed load + store: inside the transaction the pair is atomic;
         // software readers see the new value and revalidate.
-        seq.store(seq.load(Ordering::Relaxed) + 2, Ordering::Relaxed);
+        let s = seq.load(Ordering::Relaxed) + 2;
+        seq.store(s, Ordering::Relaxed);
+        return s;
     }
+    0
 }
 
 /// The end of a hardware run: publish the writes to software transactions
 /// (see above), then commit (or roll back, for an injected rollback).
+/// Returns what `publish_hardware_writes` did.
 #[inline(always)]
-fn commit_hardware(tx: &Tx<'_>, entered: Entered) {
-    publish_hardware_writes(tx);
+fn commit_hardware(tx: &Tx<'_>, entered: Entered) -> u64 {
+    let seq = publish_hardware_writes(tx);
     // SAFETY: attempt::begin returned `entered` inside a transaction and an
     // abort would have resumed there; we are still inside it.
     unsafe { entered.end() };
+    seq
 }
 
 /// Aborts the hardware transaction if the body unwinds: a panicking
@@ -713,9 +1044,39 @@ fn run_nested_hardware<'env, R, E>(
     rtm: Rtm,
     body: &mut impl FnMut(&mut Tx<'env>) -> Result<R, TxError<E>>,
 ) -> Result<R, E> {
+    // The elided sections open now enclose this atomic: releasing one of
+    // them inside the body aborts (see `elide::held::atomic_begins`).
+    struct Sections(usize);
+    impl Drop for Sections {
+        fn drop(&mut self) {
+            crate::elide::atomic_ends(self.0);
+        }
+    }
+    let _sections = Sections(crate::elide::atomic_begins());
     let (tx, v) = run_body_in_hardware(rtm, subscribe_hybrid(rtm), body);
-    publish_hardware_writes(&tx);
+    if publish_hardware_writes(&tx) & Globals::WAITING != 0 {
+        // The enclosing transaction's commit publishes this write: whoever
+        // ends it wakes the waiters (thread-local, written inside the
+        // transaction: an abort takes it back).
+        WAKE_AFTER_COMMIT.with(|w| w.set(true));
+    }
     Ok(v)
+}
+
+thread_local! {
+    /// A nested hardware `atomic` wrote while a transaction waits in
+    /// `retry`: the outermost commit must wake it.
+    static WAKE_AFTER_COMMIT: Cell<bool> = const { Cell::new(false) };
+}
+
+/// After a hardware transaction committed (an `atomic`, or an elided
+/// section's outermost release): wakes the transactions blocked in `retry`
+/// if a nested `atomic` inside it wrote while they waited.
+#[inline]
+pub(crate) fn after_hardware_commit() {
+    if WAKE_AFTER_COMMIT.with(|w| w.replace(false)) {
+        GLOBALS.wake_waiters();
+    }
 }
 
 /// Runs the body inside the hardware transaction the caller is in, and
@@ -734,8 +1095,6 @@ fn run_body_in_hardware<'env, R, E>(
             sw_seen,
             wrote: false,
         },
-        want_serial: false,
-        irrevocable: false,
         _not_send: PhantomData,
     };
     let abort_on_unwind = AbortOnUnwind(rtm);
@@ -751,46 +1110,150 @@ fn run_body_in_hardware<'env, R, E>(
 }
 
 thread_local! {
-    /// Set while this thread runs a software or serial transaction body.
-    static IN_SOFTWARE: Cell<bool> = const { Cell::new(false) };
+    /// The software or serial run whose body this thread is running: the
+    /// address of its `Engine` (bit 0 set for a serial one), 0 if none. A
+    /// nested `atomic` joins it.
+    static CURRENT: Cell<usize> = const { Cell::new(0) };
 }
 
-/// Marks this thread as running a software or serial body. Nested `atomic`
-/// there would be a separate transaction (or wait forever for our own serial
-/// run), so entering twice panics with a clear message.
-struct SoftwareScope;
+/// Whether this thread is running the body of a serial transaction.
+#[inline]
+fn in_serial_body() -> bool {
+    CURRENT.with(Cell::get) & 1 == 1
+}
 
-impl SoftwareScope {
-    #[inline]
-    fn enter() -> SoftwareScope {
-        if IN_SOFTWARE.with(|f| f.replace(true)) {
-            Self::nested();
-        }
-        SoftwareScope
-    }
+/// Marks this thread as running the body of the outermost software or
+/// serial run whose engine is at `current` (see `CURRENT`) until dropped.
+struct Outermost;
 
-    #[inline]
-    fn active() -> bool {
-        IN_SOFTWARE.with(Cell::get)
-    }
-
-    #[inline]
-    fn check_not_nested() {
-        if IN_SOFTWARE.with(Cell::get) {
-            Self::nested();
-        }
-    }
-
-    #[cold]
-    fn nested() -> ! {
-        panic!("hytm: atomic() called inside the body of a software or serial transaction; nested transactions are only supported in hardware")
+impl Outermost {
+    #[inline(always)]
+    fn enter(current: usize) -> Outermost {
+        CURRENT.with(|c| c.set(current));
+        Outermost
     }
 }
 
-impl Drop for SoftwareScope {
-    #[inline]
+impl Drop for Outermost {
+    #[inline(always)]
     fn drop(&mut self) {
-        IN_SOFTWARE.with(|f| f.set(false));
+        CURRENT.with(|c| c.set(0));
+    }
+}
+
+/// The unwinding payload with which a nested `atomic` restarts the
+/// outermost transaction (its own return type has no room for it).
+struct RestartOutermost;
+
+#[cold]
+#[inline(never)]
+fn restart_outermost() -> ! {
+    resume_unwind(Box::new(RestartOutermost))
+}
+
+/// Runs the outermost body once, turning a restart that unwound from a
+/// nested `atomic` into `Err(Restart)`; any other unwind goes on.
+#[inline(always)]
+fn call_body<'env, R, E>(
+    body: &mut impl FnMut(&mut Tx<'env>) -> Result<R, TxError<E>>,
+    tx: &mut Tx<'env>,
+) -> Result<R, TxError<E>> {
+    match catch_unwind(AssertUnwindSafe(|| body(tx))) {
+        Ok(r) => r,
+        Err(payload) => nested_restart(payload),
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn nested_restart<R, E>(payload: Box<dyn std::any::Any + Send>) -> Result<R, TxError<E>> {
+    if payload.is::<RestartOutermost>() {
+        return Err(TxError::Restart(Restart));
+    }
+    resume_unwind(payload)
+}
+
+/// The path of the running outermost run whose engine `CURRENT` holds.
+#[inline(always)]
+fn current_path<'env>(current: usize) -> Path<'env> {
+    // The caller's `'env` is not the outermost body's: the cells a nested
+    // transaction logs must stay live until the outermost one ends (see
+    // the nesting notes on `atomic`).
+    if current & 1 == 0 {
+        Path::Software(current as *mut Soft<'env>)
+    } else {
+        Path::Serial((current & !1) as *mut Serial<'env>)
+    }
+}
+
+/// `atomic` or `try_atomic` inside a software or serial body: runs `body`
+/// once as part of it. A cancel rolls back to a savepoint taken here; a
+/// restart (or `retry`) restarts the outermost transaction.
+#[inline(never)]
+fn run_nested<'env, R, E>(
+    current: usize,
+    body: &mut impl FnMut(&mut Tx<'env>) -> Result<R, TxError<E>>,
+) -> Result<R, E> {
+    let mut tx = Tx {
+        path: current_path(current),
+        _not_send: PhantomData,
+    };
+    let sp = tx.savepoint();
+    match body(&mut tx) {
+        Ok(v) => {
+            if let Some(sp) = sp {
+                tx.release(sp);
+            }
+            Ok(v)
+        }
+        Err(TxError::Cancel(e)) => {
+            if let Some(sp) = sp {
+                tx.roll_back_to(sp);
+            }
+            Err(e)
+        }
+        Err(TxError::Restart(_)) => restart_outermost(),
+    }
+}
+
+/// `atomic_irrevocable` inside a software or serial body: a serial one
+/// becomes irrevocable here; a software one reruns serially.
+#[inline(never)]
+fn run_nested_irrevocable<'env, R>(current: usize, body: &mut impl FnMut(&mut Tx<'env>) -> R) -> R {
+    let mut tx = Tx {
+        path: current_path(current),
+        _not_send: PhantomData,
+    };
+    if tx.become_irrevocable().is_err() {
+        restart_outermost();
+    }
+    body(&mut tx)
+}
+
+/// Called by an elided lock before it acquires. Inside a software or serial
+/// body it makes the transaction irrevocable first (a software one reruns
+/// serially, before the lock is taken), so the section runs exactly once
+/// and no conflicting commit runs beside it; it then returns `true`, and
+/// the lock is taken for real. `false` outside such a body.
+#[inline(always)]
+pub(crate) fn before_lock() -> bool {
+    let current = CURRENT.with(Cell::get);
+    if current == 0 {
+        return false;
+    }
+    make_irrevocable_for_lock(current);
+    true
+}
+
+#[cold]
+#[inline(never)]
+fn make_irrevocable_for_lock(current: usize) {
+    let mut tx = Tx {
+        path: current_path::<'static>(current),
+        _not_send: PhantomData,
+    };
+    if tx.become_irrevocable().is_err() {
+        restart_outermost();
     }
 }
 
@@ -854,21 +1317,19 @@ fn run_software<'env, R, E>(
     body: &mut impl FnMut(&mut Tx<'env>) -> Result<R, TxError<E>>,
 ) -> Result<R, E> {
     // Without a hardware path in this process nobody reads `sw_active`.
+    let mut engine: Soft<'env> = Engine::new(SoftTx::begin_for(&GLOBALS, rt.rtm.is_some()), false);
+    let e: *mut Soft<'env> = &mut engine;
     let mut tx = Tx {
-        path: Path::Software(UnsafeCell::new(SoftTx::begin_for(
-            &GLOBALS,
-            rt.rtm.is_some(),
-        ))),
-        want_serial: false,
-        irrevocable: false,
+        path: Path::Software(e),
         _not_send: PhantomData,
     };
+    let scope = Outermost::enter(e as usize);
     loop {
-        let r = body(&mut tx);
-        let Path::Software(soft) = &mut tx.path else {
-            unreachable!("the software loop only holds software transactions")
-        };
-        let soft = soft.get_mut();
+        let r = call_body(body, &mut tx);
+        // SAFETY: the body has returned: no other reference to the engine
+        // is live until the next call.
+        let engine = unsafe { &mut *e };
+        let soft = &mut engine.tx;
         match r {
             Ok(v) => {
                 if sw.inject_rollback(rt) {
@@ -888,7 +1349,13 @@ fn run_software<'env, R, E>(
                 sw.cancelled = true;
                 return Err(e);
             }
-            Err(TxError::Restart(_)) if tx.want_serial => break,
+            Err(TxError::Restart(_)) if engine.retry => {
+                // `Tx::retry`: not a conflict; park until a change.
+                engine.retry = false;
+                soft.wait_for_change();
+                continue;
+            }
+            Err(TxError::Restart(_)) if engine.want_serial => break,
             Err(TxError::Restart(_)) => {}
         }
         sw.restarts += 1;
@@ -899,7 +1366,8 @@ fn run_software<'env, R, E>(
     }
     // Release the software transaction (sw_active) before the serial one
     // takes its place.
-    drop(tx);
+    drop(scope);
+    drop(engine);
     run_serial(rt, sw, body)
 }
 
@@ -910,28 +1378,26 @@ fn run_serial<'env, R, E>(
     sw: &mut SoftwareRun,
     body: &mut impl FnMut(&mut Tx<'env>) -> Result<R, TxError<E>>,
 ) -> Result<R, E> {
-    let irrevocable = sw.irrevocable;
-    let begin = || Tx {
-        path: Path::Serial(UnsafeCell::new(SerialTx::begin_for(
-            &GLOBALS,
-            rt.rtm.is_some(),
-        ))),
-        want_serial: false,
-        irrevocable,
-        _not_send: PhantomData,
-    };
-    let mut tx = begin();
     loop {
-        match body(&mut tx) {
-            Ok(_) if !tx.irrevocable && sw.inject_rollback(rt) => {
-                // Dropping the serial transaction applies its undo log.
-                drop(tx);
-                tx = begin();
-            }
+        let mut engine: Serial<'env> = Engine::new(
+            SerialTx::begin_for(&GLOBALS, rt.rtm.is_some()),
+            sw.irrevocable,
+        );
+        let e: *mut Serial<'env> = &mut engine;
+        let r = {
+            let _scope = Outermost::enter(e as usize | 1);
+            let mut tx = Tx {
+                path: Path::Serial(e),
+                _not_send: PhantomData,
+            };
+            call_body(body, &mut tx)
+        };
+        match r {
+            // Dropping the serial transaction (at the end of this
+            // iteration) applies its undo log.
+            Ok(_) if !engine.irrevocable && sw.inject_rollback(rt) => {}
             Ok(v) => {
-                if let Path::Serial(serial) = tx.path {
-                    serial.into_inner().commit();
-                }
+                engine.tx.commit();
                 // Counted on commit only, like software commits: a
                 // cancelled execution counts on no path.
                 sw.serial = true;
@@ -942,12 +1408,11 @@ fn run_serial<'env, R, E>(
                 sw.cancelled = true;
                 return Err(e);
             }
+            // `Tx::retry`: undo, let others run, park until a change.
+            Err(TxError::Restart(_)) if engine.retry => engine.tx.wait_for_change(),
             // A serial run cannot conflict; a body that asks to restart
             // anyway (a user-level retry) gets a clean rerun.
-            Err(TxError::Restart(_)) => {
-                drop(tx);
-                tx = begin();
-            }
+            Err(TxError::Restart(_)) => {}
         }
     }
 }
@@ -971,11 +1436,66 @@ const UNREGISTERED: u32 = u32::MAX;
 /// writes; the panic propagates), and progress (some transaction always
 /// commits; serial mode is FIFO).
 ///
+/// # Nesting
+///
+/// Called inside another transaction (on any path: hardware, software,
+/// serial), `atomic`, [`try_atomic`] and [`atomic_irrevocable`] join it
+/// (flat nesting): the inner body's reads and writes are the outer
+/// transaction's and commit with it, a restart (or [`Tx::retry`]) restarts
+/// the outermost transaction, an inner [`TxError::Cancel`] rolls back only
+/// the inner body's writes and returns its error to the outer body, and an
+/// inner `atomic_irrevocable` makes the outer transaction irrevocable. So a
+/// library function built on `try_atomic` composes:
+///
+/// ```
+/// use hytm::{TCell, TxError};
+///
+/// fn transfer(from: &TCell<i64>, to: &TCell<i64>, n: i64) -> Result<(), &'static str> {
+///     hytm::try_atomic(|tx| {
+///         let a = tx.read(from)?;
+///         if a < n {
+///             return Err(TxError::Cancel("insufficient funds"));
+///         }
+///         tx.write(from, a - n)?;
+///         let b = tx.read(to)?;
+///         tx.write(to, b + n)?;
+///         Ok(())
+///     })
+/// }
+///
+/// let (a, b, c) = (TCell::new(10), TCell::new(0), TCell::new(0));
+/// // Both transfers or neither; the second one's cancel is the outer's.
+/// let r = hytm::try_atomic(|tx| {
+///     transfer(&a, &b, 10).map_err(TxError::Cancel)?;
+///     transfer(&a, &c, 5).map_err(TxError::Cancel)?;
+///     Ok(())
+/// });
+/// assert_eq!(r, Err("insufficient funds"));
+/// assert_eq!((a.load(), b.load(), c.load()), (10, 0, 0));
+/// // An inner cancel the outer body handles undoes only the inner writes.
+/// hytm::atomic(|tx| {
+///     tx.write(&c, 1)?;
+///     if transfer(&a, &b, 50).is_err() {
+///         transfer(&a, &b, 5).unwrap();
+///     }
+///     Ok(())
+/// });
+/// assert_eq!((a.load(), b.load(), c.load()), (5, 5, 1));
+/// ```
+///
+/// A nested restart in a software transaction reaches the outermost one by
+/// unwinding (the inner call has nothing to return): a build with
+/// `panic = "abort"` aborts there. The cells a nested transaction touches
+/// are logged until the outermost transaction ends; a cell dropped (or
+/// consumed by [`TCell::into_inner`]) on this thread before then leaves the
+/// transaction's logs. Do not free a cell a nested transaction used without
+/// dropping it (`mem::forget` of its owner, then freeing the memory) before
+/// the outermost transaction ends, and do not let another thread free it
+/// meanwhile.
+///
 /// # Panics
 ///
-/// If the body panics (after rolling back its writes), and if called inside
-/// the body of a software transaction (nesting is supported in hardware
-/// only).
+/// If the body panics (after rolling back its writes).
 ///
 /// # Examples
 ///
@@ -1047,7 +1567,17 @@ pub fn try_atomic<'env, R, E>(
 
 /// Runs `body` once, irrevocably: serially, with no other transaction
 /// committing meanwhile, so it may do work that cannot be undone (I/O).
-/// Its `TCell` writes still roll back if it panics.
+/// Its `TCell` writes still roll back if it panics. Nested in another
+/// transaction, it makes that one irrevocable (a software transaction
+/// reruns serially first).
+///
+/// A serial transaction (this one, and the fallback after repeated
+/// restarts or at a [`FallbackKind::GlobalLock`] site) holds the protocol's
+/// `seq` odd for its whole body: every other transaction, and
+/// [`TCell::load`] on other threads, waits until it ends. So its body must
+/// not wait for another thread that may itself be waiting for a
+/// transaction: taking a user lock that such a thread holds deadlocks both.
+/// ([`TCell::load`] on the serial transaction's own thread does not wait.)
 ///
 /// ```
 /// let counter = hytm::TCell::new(0u64);
@@ -1081,4 +1611,32 @@ pub fn protocol_words() -> (u64, u64) {
         GLOBALS.seq().load(Ordering::SeqCst),
         GLOBALS.sw_active().load(Ordering::SeqCst),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_sites_adaptive_word_has_a_cache_line_of_its_own() {
+        // Adaptive state lives on its own cache line. Statics sit next to
+        // each other, so the word must not share its line with the site's
+        // other fields nor with whatever precedes or follows the site.
+        static SITES: [Site; 2] = [Site::new("a"), Site::new("b")];
+        for site in &SITES {
+            let word = &site.adaptive as *const _ as usize;
+            let size = std::mem::size_of_val(&site.adaptive);
+            assert_eq!(word % 64, 0, "the adaptive word does not start a line");
+            assert!(
+                size >= 64,
+                "the adaptive word's line is shared ({size} bytes)"
+            );
+            for other in [
+                &site.id as *const _ as usize,
+                &site.name as *const _ as usize,
+            ] {
+                assert!(other < word || other >= word + size);
+            }
+        }
+    }
 }

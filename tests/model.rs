@@ -4,6 +4,7 @@
 //! line: the hardware-path behaviour they check is exercised on real RTM by
 //! `tests/rtm.rs`, `tests/elide.rs` and `tests/tx.rs`.
 
+use std::ops::DerefMut;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Barrier};
 
@@ -280,4 +281,140 @@ fn a_panicking_section_is_promoted_and_releases_its_lock() {
     assert!(!m.is_locked());
     assert_eq!(*m.lock(), 1);
     assert!(!hytm::in_transaction());
+}
+
+#[test]
+fn a_nested_atomic_that_drops_its_enclosing_guard_reruns_outside() {
+    let Some(rtm) = model_or_skip("a_nested_atomic_that_drops_its_enclosing_guard_reruns_outside")
+    else {
+        return;
+    };
+    // The body releases the elided section it runs in: on hardware that
+    // `xend` would commit the only transaction and leave the rest of the
+    // body outside any. It must abort instead, and the atomic rerun as an
+    // ordinary one (on the model: the section is left, the atomic reruns).
+    let m = ElidedMutex::new(0u64);
+    let x = TCell::new(0u64);
+    let mut g = Some(m.lock());
+    assert!(rtm.test());
+    *g.as_mut().unwrap().deref_mut() += 1;
+    let mut runs = 0;
+    let r: Result<(), &str> = hytm::try_atomic(|tx| {
+        runs += 1;
+        drop(g.take());
+        tx.write(&x, 1)?;
+        Err(TxError::Cancel("no"))
+    });
+    assert_eq!(r, Err("no"));
+    assert_eq!(x.load(), 0, "a cancelled write survived");
+    assert!(!rtm.test() && !m.is_locked());
+    assert_eq!(*m.lock(), 1);
+    // Nested (aborted), then outermost: in hardware (its cancel aborts),
+    // then in software, which gives the answer.
+    assert!(runs >= 2, "{runs}");
+    assert_eq!(hytm::protocol_words().0 % 2, 0);
+}
+
+#[test]
+fn retry_in_a_hardware_transaction_aborts_and_waits_in_software() {
+    let Some(_) = model_or_skip("retry_in_a_hardware_transaction_aborts_and_waits_in_software")
+    else {
+        return;
+    };
+    use hytm::rtm::code::CANCELLED;
+    use hytm::{Policy, Site};
+    static WAITER: Site = Site::with_policy("model retry waiter", Policy::DEFAULT.adaptive(false));
+    static PRODUCER: Site =
+        Site::with_policy("model retry producer", Policy::DEFAULT.adaptive(false));
+    let slot = Arc::new(TCell::new(0u64));
+    let waiter = {
+        let slot = Arc::clone(&slot);
+        std::thread::spawn(move || {
+            let v = WAITER.atomic(|tx| match tx.read(&slot)? {
+                0 => tx.retry(),
+                v => Ok(v),
+            });
+            (v, std::time::Instant::now())
+        })
+    };
+    // The waiter aborted its hardware run and waits in software (counted
+    // in sw_active, so the producer's hardware commit moves `seq`).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while hytm::protocol_words().1 == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the waiter never waited"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    let committed = std::time::Instant::now();
+    PRODUCER.atomic(|tx| tx.write(&slot, 9));
+    let (v, woke) = waiter.join().unwrap();
+    assert_eq!(v, 9);
+    println!(
+        "retry on the model: woke {:?} after the producer's hardware commit",
+        woke.duration_since(committed)
+    );
+    let report = hytm::stats::snapshot();
+    let w = report.site("model retry waiter").expect("row");
+    assert!(w.explicit_code(CANCELLED) >= 1, "{w:?}");
+    assert!(w.stm_commits + w.serial >= 1, "{w:?}");
+    let p = report.site("model retry producer").expect("row");
+    assert_eq!(p.hw_commits, 1, "{p:?}");
+    // `or_else` in hardware: the first alternative's retry aborts, and the
+    // software rerun takes the second.
+    let r = WAITER.atomic(|tx| tx.or_else(|tx| tx.retry(), |_| Ok(5)));
+    assert_eq!(r, 5);
+}
+
+#[test]
+fn a_nested_hardware_commit_wakes_a_retrying_transaction() {
+    let Some(_) = model_or_skip("a_nested_hardware_commit_wakes_a_retrying_transaction") else {
+        return;
+    };
+    use hytm::{Policy, Site};
+    use std::time::{Duration, Instant};
+    static PRODUCER: Site =
+        Site::with_policy("model nested producer", Policy::DEFAULT.adaptive(false));
+    // The producer's write is made by an atomic nested in a hardware atomic
+    // (or elided section) that writes nothing itself: the commit that
+    // publishes it is the enclosing one's, which must still wake the waiter
+    // (and not leave it to the waiter's periodic recheck).
+    let slot = Arc::new(TCell::new(0u64));
+    let m = ElidedMutex::new(());
+    let mut latencies = Vec::new();
+    for round in 1..=5u64 {
+        let waiter = {
+            let slot = Arc::clone(&slot);
+            std::thread::spawn(move || {
+                hytm::atomic(|tx| match tx.read(&slot)? {
+                    v if v < round => tx.retry(),
+                    v => Ok(v),
+                });
+                Instant::now()
+            })
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while hytm::protocol_words().1 == 0 {
+            assert!(Instant::now() < deadline, "the waiter never waited");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        std::thread::sleep(Duration::from_millis(5));
+        let committed = Instant::now();
+        if round % 2 == 0 {
+            PRODUCER.atomic(|_| {
+                hytm::atomic(|tx| tx.write(&slot, round));
+                Ok(())
+            });
+        } else {
+            let _g = m.lock();
+            hytm::atomic(|tx| tx.write(&slot, round));
+        }
+        latencies.push(waiter.join().unwrap().saturating_duration_since(committed));
+    }
+    latencies.sort();
+    println!("nested hardware commits woke the waiter after {latencies:?}");
+    // Without a wake the waiter rechecks every 100 ms.
+    assert!(latencies[2] < Duration::from_millis(30), "{latencies:?}");
 }

@@ -5,7 +5,19 @@ use core::fmt;
 
 use crossbeam_utils::CachePadded;
 
-use crate::sync::{AtomicU64, Ordering};
+use crate::sync::{AtomicU64, Backoff, Ordering};
+
+/// The waiting bit of `seq` (bit 62): set while a transaction waits in
+/// `Globals::wait_for_change`. Every committer that took `seq` with the
+/// bit set wakes the waiters after it releases `seq`; committers never
+/// touch the bit, waiters set and clear it (only while `seq` is even).
+pub(crate) const WAITING: u64 = 1 << 62;
+
+/// The longest a waiter sleeps before it rechecks on its own: a backstop
+/// only (every commit whose `seq` carries the waiting bit wakes the
+/// waiters: software and serial committers at once, hardware ones after
+/// `xend`), against a waker this crate cannot see.
+const BACKSTOP: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// The shared words of one transactional domain: the NOrec sequence lock
 /// `seq`, the software-activity counter `sw_active`, and the ticket lock
@@ -23,10 +35,12 @@ use crate::sync::{AtomicU64, Ordering};
 /// | bits   | meaning |
 /// | ------ | ------- |
 /// | 0      | 1: a software writer is writing back its redo log, or a serial transaction runs. Nobody else commits; software readers wait; hardware transactions that see it abort (`0xfe`). |
-/// | 63..1  | commit counter: +1 per software writer commit (CAS `s -> s+1`, write back, store `s+2`), per serial transaction (CAS `s -> s+1`, run, store `s+2`), and per hardware transaction that wrote while `sw_active != 0` (it adds 2 inside the transaction). |
+/// | 61..1  | commit counter: +1 per software writer commit (CAS `s -> s+1`, write back, store `s+2`), per serial transaction (CAS `s -> s+1`, run, store `s+2`), and per hardware transaction that wrote while `sw_active != 0` (it adds 2 inside the transaction). |
+/// | 62     | waiting ([`Globals::WAITING`]): a transaction is blocked in `retry` ([`SoftTx::wait_for_change`](crate::SoftTx::wait_for_change), [`SerialTx::wait_for_change`](crate::SerialTx::wait_for_change)). Set and cleared by waiters only, while `seq` is even; carried along by every commit, whose committer then wakes the waiters after releasing `seq`. |
 ///
 /// Invariants: only the thread that made `seq` odd makes it even again;
-/// `seq` never decreases (2^63 commits to wrap); while it is odd the only
+/// the commit counter never decreases (2^61 commits to wrap), and `seq`
+/// changes only by commits and by the waiting bit; while it is odd the only
 /// stores to transactional words are the holder's; every state change of a
 /// transactional word made while `sw_active != 0` moves `seq`.
 ///
@@ -76,6 +90,8 @@ pub struct Globals {
     seq: CachePadded<AtomicU64>,
     sw_active: CachePadded<AtomicU64>,
     serial: CachePadded<Tickets>,
+    /// Transactions blocked in `retry`: their number, and where they sleep.
+    parked: CachePadded<(std::sync::Mutex<u64>, std::sync::Condvar)>,
 }
 
 /// The serial ticket lock; both words share a line, as in any ticket lock.
@@ -109,6 +125,7 @@ impl Globals {
                 next: AtomicU64::new(0),
                 serving: AtomicU64::new(0),
             }),
+            parked: CachePadded::new((std::sync::Mutex::new(0), std::sync::Condvar::new())),
         }
     }
 
@@ -123,6 +140,7 @@ impl Globals {
                 next: AtomicU64::new(0),
                 serving: AtomicU64::new(0),
             }),
+            parked: CachePadded::new((std::sync::Mutex::new(0), std::sync::Condvar::new())),
         }
     }
 
@@ -232,6 +250,101 @@ impl Globals {
     }
 }
 
+impl Globals {
+    /// The waiting bit of `seq`: set while a transaction is blocked in a
+    /// `retry`. A committer whose `seq` value has it calls
+    /// [`wake_waiters`](Self::wake_waiters) after its commit (a hardware
+    /// transaction, after `xend`).
+    pub const WAITING: u64 = WAITING;
+
+    /// Wakes every transaction blocked in a `wait_for_change` (of
+    /// [`SoftTx`](crate::SoftTx) or [`SerialTx`](crate::SerialTx)): called by a
+    /// committer whose `seq` carried the waiting bit, after it released
+    /// `seq`.
+    #[cold]
+    #[inline(never)]
+    pub fn wake_waiters(&self) {
+        // Taking the lock orders this wake after a waiter's check of `seq`
+        // under it, or the waiter's check after our release of `seq`.
+        let _g = self.parked.0.lock().unwrap_or_else(|e| e.into_inner());
+        self.parked.1.notify_all();
+    }
+
+    /// Blocks until a word of `reads` holds another value than logged
+    /// there. The caller is counted in `sw_active` (where hardware exists)
+    /// for the whole wait, so hardware writers move `seq`.
+    ///
+    /// # Safety
+    ///
+    /// Every address in `reads` must point to a live word for the call.
+    pub(crate) unsafe fn wait_for_change(&self, reads: &[(crate::log::Addr, u64)]) {
+        let (lock, cv) = &*self.parked;
+        let mut waiters = lock.lock().unwrap_or_else(|e| e.into_inner());
+        *waiters += 1;
+        if *waiters == 1 {
+            self.set_waiting(true);
+        }
+        loop {
+            // SeqCst: as in `even_seq`; read under the lock, so a commit
+            // after it wakes us (it takes the lock to notify).
+            let s = self.seq.load(Ordering::SeqCst);
+            if s & 1 == 0 {
+                // SAFETY: the caller keeps the words live.
+                let changed = reads
+                    .iter()
+                    .any(|&(a, v)| unsafe { &*a }.load(Ordering::Relaxed) != v);
+                crate::sync::fence(Ordering::Acquire);
+                if changed {
+                    break;
+                }
+                if self.seq.load(Ordering::Relaxed) != s {
+                    continue;
+                }
+            }
+            // Sleep until a commit moves `seq` (an odd `seq` was taken with
+            // the waiting bit set, so its release wakes us too).
+            while self.seq.load(Ordering::SeqCst) == s {
+                let (g, timeout) = cv
+                    .wait_timeout(waiters, BACKSTOP)
+                    .unwrap_or_else(|e| e.into_inner());
+                waiters = g;
+                if timeout.timed_out() {
+                    break;
+                }
+            }
+        }
+        *waiters -= 1;
+        if *waiters == 0 {
+            self.set_waiting(false);
+        }
+    }
+
+    /// Sets or clears the waiting bit of `seq`, waiting for an even `seq`.
+    fn set_waiting(&self, on: bool) {
+        let backoff = Backoff::new();
+        loop {
+            // Relaxed: a guess for the CAS.
+            let s = self.seq.load(Ordering::Relaxed);
+            let want = if on { s | WAITING } else { s & !WAITING };
+            if s & 1 == 1 {
+                backoff.snooze();
+                continue;
+            }
+            // SeqCst: the bit must be in `seq` before the waiter checks its
+            // reads, so that every later commit sees it.
+            if s == want
+                || self
+                    .seq
+                    .compare_exchange(s, want, Ordering::SeqCst, Ordering::Relaxed)
+                    .is_ok()
+            {
+                return;
+            }
+            backoff.spin();
+        }
+    }
+}
+
 impl Default for Globals {
     /// Same as [`Globals::new`].
     fn default() -> Self {
@@ -248,6 +361,6 @@ impl fmt::Debug for Globals {
             .field("sw_active", &self.sw_active.load(r))
             .field("serial_next", &self.serial.next.load(r))
             .field("serial_serving", &self.serial.serving.load(r))
-            .finish()
+            .finish_non_exhaustive()
     }
 }

@@ -87,7 +87,7 @@ mod sync;
 pub mod model;
 
 pub use globals::Globals;
-pub use norec::{Restart, SoftTx};
+pub use norec::{Restart, Savepoint, SoftTx};
 pub use serial::SerialTx;
 /// The transactional word: `std::sync::atomic::AtomicU64`, or loom's under
 /// `cfg(loom)`.

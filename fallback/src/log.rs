@@ -13,6 +13,14 @@ use crate::sync::AtomicU64;
 /// A logged word address.
 pub(crate) type Addr = *const AtomicU64;
 
+/// What the logs point at instead of a word that went away inside the
+/// transaction (see [`Logs::forget`]): reads of it validate forever (it is
+/// never written, and read entries log 0), writes of it land harmlessly.
+#[cfg(not(loom))]
+static READ_SINK: AtomicU64 = AtomicU64::new(0);
+#[cfg(not(loom))]
+static WRITE_SINK: AtomicU64 = AtomicU64::new(0);
+
 /// Write sets up to this many entries are searched linearly (one cache line
 /// of entries is 4 of them; 16 keeps the scan within 4 lines, where a scan
 /// beats hashing). Above it, an open-addressing index is built.
@@ -50,6 +58,22 @@ pub(crate) struct WriteSet {
     /// while `entries.len() <= LINEAR_MAX`; else its length is a power of
     /// two at least twice `entries.len()`.
     index: Vec<u32>,
+    /// The innermost open savepoint's mark (0 when none is open): an
+    /// overwrite of an entry below it saves the entry's value first, so that
+    /// a rollback to the savepoint can restore it.
+    protect: usize,
+    /// What savepoints need to restore: `(index, value)` of redo entries
+    /// overwritten (software), `(address, value)` of words overwritten in
+    /// place (serial). Empty while no savepoint is open.
+    saved: Vec<(usize, u64)>,
+}
+
+/// A mark in a [`WriteSet`]: what a rollback to it truncates and restores.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Mark {
+    len: usize,
+    saved: usize,
+    protect: usize,
 }
 
 impl WriteSet {
@@ -58,6 +82,8 @@ impl WriteSet {
             entries: Vec::new(),
             filter: 0,
             index: Vec::new(),
+            protect: 0,
+            saved: Vec::new(),
         }
     }
 
@@ -108,12 +134,105 @@ impl WriteSet {
     }
 
     /// Sets the value of `a`, adding it at the end if absent.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn put(&mut self, a: Addr, v: u64) {
         match self.find(a) {
-            Some(i) => self.entries[i].1 = v,
+            Some(i) => {
+                if i < self.protect {
+                    self.save(i, self.entries[i].1);
+                }
+                self.entries[i].1 = v;
+            }
             None => self.push_new(a, v),
         }
+    }
+
+    /// Position of `a`, if present (the serial undo log's check).
+    #[inline]
+    pub(crate) fn position(&self, a: Addr) -> Option<usize> {
+        self.find(a)
+    }
+
+    /// Whether an entry at `i` predates the innermost open savepoint.
+    #[inline]
+    pub(crate) fn protected(&self, i: usize) -> bool {
+        i < self.protect
+    }
+
+    /// Saves `(key, value)` for the innermost savepoint's rollback.
+    #[cold]
+    pub(crate) fn save(&mut self, key: usize, value: u64) {
+        self.saved.push((key, value));
+    }
+
+    /// Opens a savepoint at the current end of the set.
+    pub(crate) fn mark(&mut self) -> Mark {
+        let m = Mark {
+            len: self.entries.len(),
+            saved: self.saved.len(),
+            protect: self.protect,
+        };
+        self.protect = m.len;
+        m
+    }
+
+    /// Closes the savepoint `m` keeping what was done since (it becomes part
+    /// of the enclosing level).
+    pub(crate) fn release(&mut self, m: Mark) {
+        self.protect = m.protect;
+        if self.protect == 0 {
+            // No savepoint open any more: nothing will be restored.
+            self.saved.clear();
+        }
+    }
+
+    /// Closes the savepoint `m` undoing the set's changes since: the saved
+    /// values after it, newest first, go to `restore` (with their keys),
+    /// then the entries added since are removed and returned through
+    /// `dropped` (newest first), for the serial undo log to apply.
+    pub(crate) fn roll_back(
+        &mut self,
+        m: Mark,
+        mut restore: impl FnMut(&mut Self, usize, u64),
+        mut dropped: impl FnMut(Addr, u64),
+    ) {
+        let saved: Vec<(usize, u64)> = self.saved.drain(m.saved..).rev().collect();
+        for (key, v) in saved {
+            restore(self, key, v);
+        }
+        for &(a, v) in self.entries[m.len..].iter().rev() {
+            dropped(a, v);
+        }
+        self.entries.truncate(m.len);
+        self.filter = self.entries.iter().fold(0, |f, e| f | filter_bit(e.0));
+        self.index.clear();
+        if self.entries.len() > LINEAR_MAX {
+            self.rebuild_index((2 * self.entries.len()).next_power_of_two());
+        }
+        self.release(m);
+    }
+
+    /// Points every entry of `a` at `sink` instead (the word goes away).
+    /// Entries stay where they are, so savepoints' indices stay valid; the
+    /// filter and index keep a stale bit or slot for `a`, which only costs a
+    /// scan (lookups compare addresses).
+    #[cfg(not(loom))]
+    fn forget(&mut self, a: Addr, sink: Addr) {
+        if let Some(i) = self.find(a) {
+            self.entries[i].0 = sink;
+        }
+        // Serial savepoints save by address (software ones by index, never
+        // an address's value).
+        for e in &mut self.saved {
+            if e.0 == a as usize {
+                e.0 = sink as usize;
+            }
+        }
+    }
+
+    /// Sets the value of the entry at `i` (a savepoint's restore).
+    pub(crate) fn set_at(&mut self, i: usize, v: u64) {
+        self.entries[i].1 = v;
     }
 
     /// Adds `a`, known to be absent.
@@ -167,10 +286,23 @@ impl WriteSet {
         (hash(a) >> (64 - bits)) as usize
     }
 
+    /// Empties the set after a commit, when no savepoint can be open.
+    #[inline]
+    pub(crate) fn clear_committed(&mut self) {
+        debug_assert!(self.protect == 0 && self.saved.is_empty());
+        self.entries.clear();
+        self.filter = 0;
+        self.index.clear();
+    }
+
+    /// Empties the set, forgetting any savepoint (a restart or a rollback
+    /// of the whole transaction).
     pub(crate) fn clear(&mut self) {
         self.entries.clear();
         self.filter = 0;
         self.index.clear();
+        self.protect = 0;
+        self.saved.clear();
     }
 }
 
@@ -193,6 +325,26 @@ impl Logs {
     pub(crate) fn clear(&mut self) {
         self.reads.clear();
         self.writes.clear();
+    }
+
+    /// Forgets the word at `a`, which is going away while the transaction
+    /// runs (a cell dropped inside a transaction that a nested transaction
+    /// touched): no validation, write-back or undo touches it after this.
+    #[cfg(not(loom))]
+    pub(crate) fn forget(&mut self, a: Addr) {
+        for r in &mut self.reads {
+            if r.0 == a {
+                *r = (&READ_SINK, 0);
+            }
+        }
+        self.writes.forget(a, &WRITE_SINK);
+    }
+
+    /// After a commit (no savepoint open).
+    #[inline]
+    pub(crate) fn clear_committed(&mut self) {
+        self.reads.clear();
+        self.writes.clear_committed();
     }
 
     fn too_big(&self) -> bool {

@@ -769,7 +769,6 @@ fn isolate_words(s: &mut State) -> bool {
     true
 }
 
-
 /// An elided section has subscribed: from here on it may write in place.
 /// `take(key)` takes its real lock if the section is promoted.
 pub fn enter_section(key: usize, take: Take) {

@@ -37,6 +37,19 @@ const VALIDATE_ROUNDS: u32 = 64;
 /// loop (see `SoftTx::write_back`).
 const SHORT_WRITE_BACK: usize = 4;
 
+/// The snapshot of a doomed transaction: a read returned `Err(Restart)`, so
+/// its view is inconsistent, and even if the body swallowed the error it
+/// must not commit. `seq` never reaches this value (2^62 commits), so every
+/// later read and the commit revalidate, and revalidation refuses it.
+const DOOMED: u64 = u64::MAX - 1;
+
+/// A savepoint of a [`SoftTx`]: [`SoftTx::rollback_to`] undoes the writes
+/// made since, [`SoftTx::release`] keeps them. Savepoints nest (close them
+/// innermost first); reads are kept either way.
+#[derive(Debug)]
+#[must_use = "a savepoint must be released or rolled back"]
+pub struct Savepoint(pub(crate) crate::log::Mark);
+
 /// The transaction must start again: a software transaction saw a state it
 /// cannot build on (a word it read changed, or it lost the commit race too
 /// often). Nothing it wrote is visible.
@@ -278,8 +291,15 @@ impl<'g, 'env> SoftTx<'g, 'env> {
     #[cold]
     #[inline(never)]
     fn read_slow(&mut self, w: &'env AtomicU64) -> Result<u64, Restart> {
-        loop {
-            self.revalidate()?;
+        // Bounded like `revalidate`: commits that keep landing between the
+        // load and the check would otherwise starve this reader unseen.
+        for _ in 0..VALIDATE_ROUNDS {
+            if let Err(r) = self.revalidate() {
+                // Remembered: a body that swallows this error can neither
+                // read on nor commit.
+                self.snapshot = DOOMED;
+                return Err(r);
+            }
             // Relaxed, fence, Relaxed: the seqlock reader, as in `read`.
             let v = w.load(Ordering::Relaxed);
             fence(Ordering::Acquire);
@@ -287,6 +307,8 @@ impl<'g, 'env> SoftTx<'g, 'env> {
                 return Ok(v);
             }
         }
+        self.snapshot = DOOMED;
+        Err(Restart)
     }
 
     /// Writes a word into the redo log (overwriting an earlier write of the
@@ -354,6 +376,9 @@ impl<'g, 'env> SoftTx<'g, 'env> {
     #[inline]
     pub fn commit(&mut self) -> Result<(), Restart> {
         if self.logs.writes.is_empty() {
+            if self.snapshot == DOOMED {
+                return Err(Restart);
+            }
             self.logs.reads.clear();
             return Ok(());
         }
@@ -375,14 +400,19 @@ impl<'g, 'env> SoftTx<'g, 'env> {
     }
 
     /// Takes `seq` after the fast CAS failed (or a serial transaction was
-    /// queued): revalidate at the current `seq`, retry, up to `COMMIT_ROUNDS`.
+    /// queued): revalidate at the current `seq`, retry, up to `COMMIT_ROUNDS`
+    /// (each with a bounded wait for queued serial transactions).
     #[cold]
     #[inline(never)]
     fn lock_slow(&mut self) -> Result<(), Restart> {
         let backoff = Backoff::new();
         for _ in 0..COMMIT_ROUNDS {
+            // Queued serial transactions go first, but the wait is bounded:
+            // a stream of them would starve this writer. After it, the
+            // writer competes for `seq`; if it keeps losing, its caller sees
+            // Restart and escalates to the (FIFO) serial queue itself.
             let waiting = Backoff::new();
-            while self.g.serial_pending() {
+            while self.g.serial_pending() && !waiting.is_completed() {
                 waiting.snooze();
             }
             // Relaxed: only a hint whether to revalidate; `revalidate` takes
@@ -430,7 +460,10 @@ impl<'g, 'env> SoftTx<'g, 'env> {
         // Release: publishes the write-back to whoever Acquire-loads `seq`.
         self.g.seq().store(s, Ordering::Release);
         self.snapshot = s;
-        self.logs.clear();
+        self.logs.clear_committed();
+        if s & crate::globals::WAITING != 0 {
+            self.g.wake_waiters();
+        }
     }
 
     /// Validates the read log by value at a fresh even `seq`, and moves the
@@ -441,6 +474,9 @@ impl<'g, 'env> SoftTx<'g, 'env> {
     #[cold]
     #[inline(never)]
     fn revalidate(&mut self) -> Result<(), Restart> {
+        if self.snapshot == DOOMED {
+            return Err(Restart);
+        }
         let backoff = Backoff::new();
         for _ in 0..VALIDATE_ROUNDS {
             let s = even_seq(self.g);
@@ -512,6 +548,122 @@ impl<'g, 'env> SoftTx<'g, 'env> {
     pub fn restart(&mut self) {
         self.discard();
         self.restarts = self.restarts.saturating_add(1);
+    }
+
+    /// Opens a savepoint: a later [`rollback_to`](Self::rollback_to) undoes
+    /// the writes made after it (an inner transaction of a flat-nested one
+    /// that cancels), [`release`](Self::release) keeps them. The read log
+    /// is kept either way: what the inner part read still has to be
+    /// consistent when the whole transaction commits.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use hytm_fallback::{Globals, SoftTx};
+    /// use std::sync::atomic::{AtomicU64, Ordering};
+    ///
+    /// let g = Globals::new();
+    /// let (x, y) = (AtomicU64::new(0), AtomicU64::new(0));
+    /// let mut tx = SoftTx::begin(&g);
+    /// tx.write(&x, 1);
+    /// let sp = tx.savepoint();
+    /// tx.write(&x, 2);
+    /// tx.write(&y, 2);
+    /// tx.rollback_to(sp);
+    /// assert_eq!((tx.read(&x), tx.read(&y)), (Ok(1), Ok(0)));
+    /// tx.commit().unwrap();
+    /// assert_eq!((x.load(Ordering::Relaxed), y.load(Ordering::Relaxed)), (1, 0));
+    /// ```
+    pub fn savepoint(&mut self) -> Savepoint {
+        Savepoint(self.logs.writes.mark())
+    }
+
+    /// Undoes the writes made since `sp` (and closes it).
+    pub fn rollback_to(&mut self, sp: Savepoint) {
+        self.logs
+            .writes
+            .roll_back(sp.0, |set, i, v| set.set_at(i, v), |_, _| {});
+    }
+
+    /// Closes `sp`, keeping the writes made since.
+    pub fn release(&mut self, sp: Savepoint) {
+        self.logs.writes.release(sp.0);
+    }
+
+    /// Forgets `w`, a word that goes away while this transaction runs:
+    /// nothing logged about it is validated, written back or kept. For a
+    /// word that only this transaction can reach (its owner drops it), so
+    /// what the transaction did to it does not matter to anyone.
+    ///
+    /// ```
+    /// use hytm_fallback::{Globals, SoftTx};
+    /// use std::sync::atomic::{AtomicU64, Ordering};
+    ///
+    /// let g = Globals::new();
+    /// let keep = AtomicU64::new(0);
+    /// let mut tx = SoftTx::begin(&g);
+    /// {
+    ///     let scratch = AtomicU64::new(1);
+    ///     // (A transaction's words must outlive it; `forget` is the way out
+    ///     // for one that does not, here by a raw detour.)
+    ///     let scratch: &AtomicU64 = unsafe { &*(&scratch as *const AtomicU64) };
+    ///     tx.write(scratch, 2);
+    ///     tx.forget(scratch);
+    /// }
+    /// tx.write(&keep, 1);
+    /// tx.commit().unwrap();
+    /// assert_eq!(keep.load(Ordering::Relaxed), 1);
+    /// ```
+    #[cfg(not(loom))]
+    pub fn forget(&mut self, w: &AtomicU64) {
+        self.logs.forget(w);
+    }
+
+    /// Whether a read of this attempt failed: it must restart, and
+    /// [`commit`](Self::commit) refuses it.
+    ///
+    /// ```
+    /// use hytm_fallback::{Globals, Restart, SoftTx};
+    /// use std::sync::atomic::AtomicU64;
+    ///
+    /// let g = Globals::new();
+    /// let (x, y) = (AtomicU64::new(0), AtomicU64::new(0));
+    /// let mut tx = SoftTx::begin(&g);
+    /// tx.read(&x).unwrap();
+    /// let mut other = SoftTx::begin(&g);
+    /// other.write(&x, 1);
+    /// other.commit().unwrap();
+    /// // `x` changed under us: the read of `y` fails, and swallowing that
+    /// // error does not let the transaction commit.
+    /// assert_eq!(tx.read(&y), Err(Restart));
+    /// assert!(tx.is_doomed());
+    /// assert_eq!(tx.commit(), Err(Restart));
+    /// ```
+    #[must_use]
+    pub fn is_doomed(&self) -> bool {
+        self.snapshot == DOOMED
+    }
+
+    /// Rolls this attempt back and blocks (parked, not spinning) until a
+    /// word it read has another value than it read, then takes a fresh
+    /// snapshot: the wait of a transaction that called `retry`. It returns
+    /// at once if a read already changed (or the attempt is doomed). Not
+    /// counted as a restart.
+    ///
+    /// Waiting keeps the transaction counted in `sw_active` (hardware
+    /// writers then move `seq`, which is what wakes the waiter), and sets
+    /// the waiting bit of `seq` so that every committer wakes it.
+    pub fn wait_for_change(&mut self) {
+        let reads = core::mem::take(&mut self.logs.reads);
+        self.logs.clear();
+        if self.snapshot != DOOMED {
+            // SAFETY: the addresses came from `&'env AtomicU64`s, and
+            // `'env` outlives `self`.
+            unsafe { self.g.wait_for_change(&reads) };
+        }
+        self.logs.reads = reads;
+        self.logs.reads.clear();
+        self.snapshot = even_seq(self.g);
     }
 
     /// Whether this attempt has written nothing (its commit is then free).
@@ -635,5 +787,33 @@ impl fmt::Debug for SoftTx<'_, '_> {
             .field("writes", &self.logs.writes.entries().len())
             .field("restarts", &self.restarts)
             .finish()
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_writer_does_not_wait_without_bound_for_queued_serial_transactions() {
+        // A serial ticket taken and never served: to a software writer it
+        // looks like an endless stream of serial transactions (serial
+        // pending, `seq` even and free). Its commit must go ahead after a
+        // bounded wait, not wait for the queue to drain.
+        static G: Globals = Globals::new();
+        static X: AtomicU64 = AtomicU64::new(0);
+        let _ticket = G.serial_ticket();
+        assert!(G.serial_pending());
+        let (done_tx, done_rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut tx = SoftTx::begin(&G);
+            tx.write(&X, 1);
+            done_tx.send(tx.commit()).unwrap();
+        });
+        let r = done_rx
+            .recv_timeout(std::time::Duration::from_secs(10))
+            .expect("the commit waited for the serial queue without bound");
+        assert_eq!(r, Ok(()));
+        assert_eq!(X.load(Ordering::Relaxed), 1);
     }
 }

@@ -180,7 +180,11 @@ impl<'g, 'env> SerialTx<'g, 'env> {
     pub fn read(&mut self, w: &'env AtomicU64) -> u64 {
         // Relaxed: nobody else stores while we hold `seq` odd, and our
         // Acquire CAS made all earlier commits visible.
-        w.load(Ordering::Relaxed)
+        let v = w.load(Ordering::Relaxed);
+        // Logged for `wait_for_change` (a blocking retry waits on what the
+        // transaction read).
+        self.logs.reads.push((w, v));
+        v
     }
 
     /// Writes a word directly, saving its old value in the undo log the
@@ -203,10 +207,19 @@ impl<'g, 'env> SerialTx<'g, 'env> {
     #[inline]
     pub fn write(&mut self, w: &'env AtomicU64, v: u64) {
         let a: Addr = w;
-        if !self.logs.writes.contains(a) {
-            // Relaxed: as in `read`.
-            let old = w.load(Ordering::Relaxed);
-            self.logs.writes.push_new(a, old);
+        match self.logs.writes.position(a) {
+            None => {
+                // Relaxed: as in `read`.
+                let old = w.load(Ordering::Relaxed);
+                self.logs.writes.push_new(a, old);
+            }
+            Some(i) if self.logs.writes.protected(i) => {
+                // Written before the innermost savepoint: keep its value
+                // there for a rollback to it. Relaxed: as in `read`.
+                let now = w.load(Ordering::Relaxed);
+                self.logs.writes.save(a as usize, now);
+            }
+            Some(_) => {}
         }
         // Relaxed: published by the Release store of `seq` when we end; a
         // reader that sees it early is caught by the Release fence in `begin`.
@@ -234,6 +247,81 @@ impl<'g, 'env> SerialTx<'g, 'env> {
     pub fn commit(mut self) {
         self.committed = true;
         // `Drop` releases.
+    }
+
+    /// Opens a savepoint: [`rollback_to`](Self::rollback_to) restores every
+    /// word written after it to its value at the savepoint,
+    /// [`release`](Self::release) keeps the writes.
+    ///
+    /// ```
+    /// use hytm_fallback::{Globals, SerialTx};
+    /// use std::sync::atomic::{AtomicU64, Ordering};
+    ///
+    /// let g = Globals::new();
+    /// let (x, y) = (AtomicU64::new(0), AtomicU64::new(0));
+    /// let mut tx = SerialTx::begin(&g);
+    /// tx.write(&x, 1);
+    /// let sp = tx.savepoint();
+    /// tx.write(&x, 2);
+    /// tx.write(&y, 2);
+    /// tx.rollback_to(sp);
+    /// assert_eq!((tx.read(&x), tx.read(&y)), (1, 0));
+    /// tx.commit();
+    /// assert_eq!(x.load(Ordering::Relaxed), 1);
+    /// ```
+    pub fn savepoint(&mut self) -> crate::norec::Savepoint {
+        crate::norec::Savepoint(self.logs.writes.mark())
+    }
+
+    /// Restores the words written since `sp` (and closes it).
+    pub fn rollback_to(&mut self, sp: crate::norec::Savepoint) {
+        let restore = |_: &mut crate::log::WriteSet, a: usize, v: u64| {
+            // SAFETY: `a` was saved by `write` from a `&'env AtomicU64`,
+            // and `'env` outlives `self`; only atomic access is made.
+            let w = unsafe { &*(a as Addr) };
+            // Relaxed: as in `write`.
+            w.store(v, Ordering::Relaxed);
+        };
+        let dropped = |a: Addr, old: u64| {
+            // SAFETY: as above, from the undo log.
+            let w = unsafe { &*a };
+            // Relaxed: as in `write`.
+            w.store(old, Ordering::Relaxed);
+        };
+        self.logs.writes.roll_back(sp.0, restore, dropped);
+    }
+
+    /// Closes `sp`, keeping the writes made since.
+    pub fn release(&mut self, sp: crate::norec::Savepoint) {
+        self.logs.writes.release(sp.0);
+    }
+
+    /// Rolls the transaction back, ends it (so others run), and blocks,
+    /// parked, until a word it read has another value than it read: the
+    /// wait of a serial transaction that called `retry`. Begin a new one
+    /// afterwards.
+    pub fn wait_for_change(mut self) {
+        let reads = core::mem::take(&mut self.logs.reads);
+        let (g, announced) = (self.g, self.announced);
+        drop(self);
+        if announced {
+            // Counted while waiting, so that hardware writers move `seq`.
+            g.announce_software();
+        }
+        // SAFETY: the addresses came from `&'env AtomicU64`s, still live
+        // (`'env` outlives this call).
+        unsafe { g.wait_for_change(&reads) };
+        if announced {
+            g.withdraw_software();
+        }
+    }
+
+    /// Forgets `w`, a word that goes away while this transaction runs: the
+    /// undo log no longer restores it (nor a savepoint). See
+    /// [`SoftTx::forget`](crate::SoftTx::forget).
+    #[cfg(not(loom))]
+    pub fn forget(&mut self, w: &AtomicU64) {
+        self.logs.forget(w);
     }
 
     /// Restores every written word to its first value, newest first.
@@ -317,6 +405,9 @@ impl Drop for SerialTx<'_, '_> {
         self.g.serial_done(self.ticket);
         if self.announced {
             self.g.withdraw_software();
+        }
+        if self.odd & crate::globals::WAITING != 0 {
+            self.g.wake_waiters();
         }
     }
 }

@@ -16,6 +16,7 @@ mod mutex;
 mod rwlock;
 
 pub use condvar::{ElidedCondvar, RawElidedCondvar};
+pub(crate) use held::{atomic_begins, atomic_ends};
 pub use mutex::{ElidedMutex, ElidedMutexGuard, RawElidedMutex};
 pub use rwlock::{ElidedRwLock, ElidedRwLockReadGuard, ElidedRwLockWriteGuard, RawElidedRwLock};
 
@@ -292,6 +293,18 @@ impl Elision {
     #[inline(never)]
     fn exit(&self, entered: Entered, key: Held) -> model::Exited {
         let rtm = entered.rtm;
+        if held::encloses_running_atomic(key) {
+            // Released inside an `atomic` nested in this section: its `xend`
+            // would commit the only transaction and leave the rest of the
+            // atomic's body outside any. Roll everything back instead; the
+            // section reruns under its lock, the atomic outside it. (Under
+            // the HTM model the section is left first, unpromoted: its
+            // release is happening, and the abort reruns the atomic.)
+            held::remove(key);
+            #[cfg(hytm_model)]
+            let _ = hytm_fallback::model::exit_section(key.0);
+            rtm.abort::<{ code::CANCELLED }>();
+        }
         if std::thread::panicking() {
             // Never commit a section that is unwinding: roll it back, and the
             // fallback reruns it under the real lock, where the panic
@@ -313,6 +326,9 @@ impl Elision {
             // transaction did, each counted at its own site.
             held::count_commits();
             self.adaptive(key).record(true);
+            // An `atomic` nested in the transaction may have written while
+            // a transaction waits in `retry`.
+            crate::tx::after_hardware_commit();
         }
         #[cfg(hytm_model)]
         return None;
@@ -403,6 +419,37 @@ mod held {
         /// inside the transaction, so an abort drops them with it).
         static COMMITS: [Cell<(u32, u32)>; CAP] = const { [const { Cell::new((0, 0)) }; CAP] };
         static COMMITS_LEN: Cell<usize> = const { Cell::new(0) };
+        /// How many sections were open when the innermost running `atomic`
+        /// nested in them began (0: none): those enclose it.
+        static ATOMIC_MARK: Cell<usize> = const { Cell::new(0) };
+    }
+
+    /// An `atomic` nested in this thread's transaction begins: the sections
+    /// open now enclose it. Returns the previous mark for `atomic_ends`.
+    pub(crate) fn atomic_begins() -> usize {
+        let open = LEN.with(Cell::get);
+        ATOMIC_MARK.with(|m| m.replace(open))
+    }
+
+    /// The nested `atomic` ended; `prev` is what `atomic_begins` returned.
+    pub(crate) fn atomic_ends(prev: usize) {
+        ATOMIC_MARK.with(|m| m.set(prev));
+    }
+
+    /// Whether the section `key` being released encloses a running nested
+    /// `atomic` (it was opened before the atomic began).
+    pub(super) fn encloses_running_atomic(key: Held) -> bool {
+        let mark = ATOMIC_MARK.with(Cell::get);
+        if mark == 0 {
+            return false;
+        }
+        let len = LEN.with(Cell::get);
+        KEYS.with(|keys| {
+            keys[..len]
+                .iter()
+                .rposition(|k| k.get() == key.0)
+                .is_some_and(|i| i < mark)
+        })
     }
 
     /// Writes this thread's held-set words outside any transaction, so that
@@ -539,9 +586,10 @@ fn acquire<G>(
     take: TakeForModel,
 ) -> GuardState<G> {
     let rt = runtime();
-    // A section entered while unwinding would abort at its end (see
-    // `Elision::exit`): take the real lock directly.
-    if rt.hardware_path && !std::thread::panicking() {
+    // Inside a software transaction's body: made irrevocable, then the
+    // real lock (see `tx::before_lock`). A section entered while unwinding
+    // would abort at its end (see `Elision::exit`): the real lock too.
+    if !crate::tx::before_lock() && rt.hardware_path && !std::thread::panicking() {
         match elision.enter(rt, key, busy, readers, Nesting::Blocking, take) {
             Entering::Transaction(entered) => return GuardState::transaction(entered),
             Entering::Lock(Some(gave_up)) => elision.fell_back(key, gave_up, true),
@@ -562,7 +610,7 @@ fn try_acquire<G>(
     take: TakeForModel,
 ) -> Option<GuardState<G>> {
     let rt = runtime();
-    if rt.hardware_path && !std::thread::panicking() {
+    if !crate::tx::before_lock() && rt.hardware_path && !std::thread::panicking() {
         match elision.enter(rt, key, busy, readers, Nesting::Try, take) {
             Entering::Transaction(entered) => return Some(GuardState::transaction(entered)),
             Entering::Lock(Some(gave_up)) => {
@@ -666,7 +714,7 @@ fn acquire_until<G>(
     take: TakeForModel,
 ) -> Option<GuardState<G>> {
     let rt = runtime();
-    if rt.hardware_path && !std::thread::panicking() {
+    if !crate::tx::before_lock() && rt.hardware_path && !std::thread::panicking() {
         match elision.enter(rt, key, busy, readers, Nesting::Timed, take) {
             Entering::Transaction(entered) => return Some(GuardState::transaction(entered)),
             Entering::Lock(Some(gave_up)) => {

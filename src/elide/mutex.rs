@@ -198,6 +198,34 @@ unsafe impl lock_api::RawMutexTimed for RawElidedMutex {
 /// the real lock, where the panic happens for real; unwinding then releases
 /// the lock. Nothing of the transactional run is visible.
 ///
+/// # Inside `atomic`
+///
+/// Taken inside a hardware transaction (an `atomic` body on RTM), a section
+/// nests flat: it commits or aborts with the transaction. Taken inside a
+/// software or serial transaction's body, it first makes that transaction
+/// irrevocable ([`Tx::become_irrevocable`]: a software one reruns serially
+/// before the lock is taken), then takes the real lock: the section runs
+/// exactly once, and no conflicting commit runs beside it. Its effects are
+/// not undone if the transaction later cancels. A serial transaction holds
+/// `seq` odd while it runs (see [`atomic_irrevocable`]), so do not make it
+/// wait for a thread that holds this lock and waits for a transaction.
+///
+/// ```
+/// use hytm::{ElidedMutex, TCell};
+/// let log = ElidedMutex::new(Vec::new());
+/// let n = TCell::new(0u32);
+/// hytm::atomic(|tx| {
+///     let v = tx.read(&n)?;
+///     log.lock().push(v); // runs once: the transaction is irrevocable now
+///     tx.write(&n, v + 1)
+/// });
+/// assert_eq!(*log.lock(), vec![0]);
+/// assert_eq!(n.load(), 1);
+/// ```
+///
+/// [`Tx::become_irrevocable`]: crate::Tx::become_irrevocable
+/// [`atomic_irrevocable`]: crate::atomic_irrevocable
+///
 /// # Examples
 ///
 /// ```

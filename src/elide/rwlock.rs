@@ -449,6 +449,11 @@ unsafe impl lock_api::RawRwLockUpgradeTimed for RawElidedRwLock {
 /// readers. The API is `std::sync::RwLock`'s without poisoning; guards are
 /// `!Send`. See [`crate::ElidedMutex`] for panics and fallback.
 ///
+/// Inside `atomic`, as for [`crate::ElidedMutex`]: in a hardware
+/// transaction a section (read or write) nests flat; in a software or
+/// serial transaction's body it first makes the transaction irrevocable,
+/// then takes the real lock, so it runs exactly once.
+///
 /// # Examples
 ///
 /// ```
