@@ -664,6 +664,7 @@ impl Runtime {
     /// Work done once, right after this runtime became the global one.
     fn on_installed(&'static self) {
         crate::stats::on_runtime_installed(&self.config);
+        crate::elide::on_runtime_installed(self.hardware_path);
     }
 }
 

@@ -1129,6 +1129,7 @@ struct Outermost;
 impl Outermost {
     #[inline(always)]
     fn enter(current: usize) -> Outermost {
+        crate::elide::note_software_transactions();
         CURRENT.with(|c| c.set(current));
         Outermost
     }

@@ -23,6 +23,7 @@ pub use rwlock::{ElidedRwLock, ElidedRwLockReadGuard, ElidedRwLockWriteGuard, Ra
 use std::any::Any;
 use std::cell::Cell;
 use std::marker::PhantomData;
+use std::sync::atomic::{AtomicU8, Ordering};
 
 use crate::attempt::{self, AdaptiveWord, Entered, GaveUp, Resource};
 use crate::policy::Policy;
@@ -574,6 +575,43 @@ mod held {
     }
 }
 
+/// What an acquisition must look at before it takes the real lock, as bits
+/// of one byte, so that a program that uses elided locks and no hardware
+/// path and no transactions pays one load and one branch per section (the
+/// fallback's "one predictable branch"): 0 until the runtime is installed
+/// (the first acquisition resolves it, and reports a bad `HYTM_*` value),
+/// then `GATE_READY`, plus `GATE_HARDWARE` with a hardware path (RTM or
+/// injection), plus `GATE_SOFTWARE` once any thread ran a software or
+/// serial transaction (a lock taken inside one makes it irrevocable first).
+/// Relaxed throughout: the bits that matter to a thread are set by its own
+/// program order (its software transaction) or describe the runtime, which
+/// the slow path reads through `runtime()`.
+static LOCK_GATE: AtomicU8 = AtomicU8::new(0);
+const GATE_READY: u8 = 1;
+const GATE_HARDWARE: u8 = 2;
+const GATE_SOFTWARE: u8 = 4;
+
+/// The runtime is installed: opens the gate's fast path.
+pub(crate) fn on_runtime_installed(hardware_path: bool) {
+    let hw = if hardware_path { GATE_HARDWARE } else { 0 };
+    LOCK_GATE.fetch_or(GATE_READY | hw, Ordering::Relaxed);
+}
+
+/// A software or serial transaction is about to run a body on this thread:
+/// from now on acquisitions check whether they are inside one.
+#[inline(always)]
+pub(crate) fn note_software_transactions() {
+    if LOCK_GATE.load(Ordering::Relaxed) & GATE_SOFTWARE == 0 {
+        LOCK_GATE.fetch_or(GATE_SOFTWARE, Ordering::Relaxed);
+    }
+}
+
+/// Whether an acquisition can take the real lock with no further look.
+#[inline(always)]
+fn plain_lock_only() -> bool {
+    LOCK_GATE.load(Ordering::Relaxed) == GATE_READY
+}
+
 /// Enters a section: transaction if possible, else the real lock.
 #[inline]
 fn acquire<G>(
@@ -585,6 +623,9 @@ fn acquire<G>(
     try_lock: impl Fn() -> Option<G>,
     take: TakeForModel,
 ) -> GuardState<G> {
+    if plain_lock_only() {
+        return GuardState::locked(lock());
+    }
     let rt = runtime();
     // Inside a software transaction's body: made irrevocable, then the
     // real lock (see `tx::before_lock`). A section entered while unwinding
@@ -609,6 +650,9 @@ fn try_acquire<G>(
     try_lock: impl Fn() -> Option<G>,
     take: TakeForModel,
 ) -> Option<GuardState<G>> {
+    if plain_lock_only() {
+        return try_lock().map(GuardState::locked);
+    }
     let rt = runtime();
     if !crate::tx::before_lock() && rt.hardware_path && !std::thread::panicking() {
         match elision.enter(rt, key, busy, readers, Nesting::Try, take) {
