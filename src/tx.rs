@@ -76,6 +76,40 @@ macro_rules! int_word {
 
 int_word!(u8, u16, u32, u64, usize, i8, i16, i32, i64, isize);
 
+#[cfg(test)]
+mod const_new_tests {
+    use super::*;
+
+    #[test]
+    fn const_constructors_store_what_new_stores() {
+        macro_rules! same {
+            ($($t:ty = $v:expr),*) => {$(
+                assert_eq!(
+                    TCell::<$t>::new_const($v).into_inner().to_bits(),
+                    TCell::<$t>::new($v).into_inner().to_bits(),
+                    stringify!($t)
+                );
+            )*};
+        }
+        same!(
+            u8 = 200,
+            u16 = 60_000,
+            u32 = 7,
+            u64 = u64::MAX,
+            usize = 9,
+            i8 = -3,
+            i16 = -300,
+            i32 = -70_000,
+            i64 = i64::MIN,
+            isize = -1,
+            bool = true,
+            char = 'é',
+            f32 = -1.5,
+            f64 = 2.25
+        );
+    }
+}
+
 impl Word for bool {
     #[inline]
     fn to_bits(self) -> u64 {
@@ -141,8 +175,54 @@ pub struct TCell<T: Word> {
     _value: PhantomData<T>,
 }
 
+// `const` constructors for the built-in word types, so that cells can be
+// `static`s (see `TCell::new`).
+macro_rules! const_new {
+    ($($t:ty => |$v:ident| $bits:expr),* $(,)?) => {$(
+        impl TCell<$t> {
+            /// A new cell, in a `const` context: the same as
+            /// [`TCell::new`], which cannot be a `const fn` on stable Rust
+            /// (it calls the `Word` trait). Name the type:
+            /// `TCell::<u64>::new_const(0)`.
+            pub const fn new_const($v: $t) -> TCell<$t> {
+                TCell {
+                    word: AtomicU64::new($bits),
+                    _value: PhantomData,
+                }
+            }
+        }
+    )*};
+}
+
+// The same bits as each type's `Word::to_bits`.
+const_new!(
+    u8 => |v| v as u64, u16 => |v| v as u64, u32 => |v| v as u64, u64 => |v| v,
+    usize => |v| v as u64, i8 => |v| v as u64, i16 => |v| v as u64,
+    i32 => |v| v as u64, i64 => |v| v as u64, isize => |v| v as u64,
+    bool => |v| v as u64, char => |v| v as u32 as u64,
+    f32 => |v| v.to_bits() as u64, f64 => |v| v.to_bits(),
+);
+
 impl<T: Word> TCell<T> {
     /// A new cell.
+    ///
+    /// For a `static`, the built-in word types have `const` constructors
+    /// (`new` cannot be a `const fn` on stable Rust: it calls the `Word`
+    /// trait); name the type, since each has its own:
+    ///
+    /// ```
+    /// use hytm::TCell;
+    /// static HITS: TCell<u64> = TCell::<u64>::new_const(0);
+    /// static READY: TCell<bool> = TCell::<bool>::new_const(false);
+    /// hytm::atomic(|tx| {
+    ///     let h = tx.read(&HITS)?;
+    ///     tx.write(&HITS, h + 1)?;
+    ///     tx.write(&READY, true)
+    /// });
+    /// assert_eq!((HITS.load(), READY.load()), (1, true));
+    /// let c = TCell::new(1.5f64);
+    /// assert_eq!(c.load(), 1.5);
+    /// ```
     pub fn new(value: T) -> TCell<T> {
         TCell {
             word: AtomicU64::new(value.to_bits()),
