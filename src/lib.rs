@@ -86,6 +86,7 @@ pub mod rtm;
 mod runtime;
 pub mod stats;
 mod tx;
+mod word;
 
 pub use cpu::{htm, CpuFacts, HtmInfo, ProbeResult, Verdict};
 pub use elide::{
@@ -110,6 +111,7 @@ pub use runtime::{
 pub use tx::{
     atomic, atomic_irrevocable, protocol_words, try_atomic, Site, TCell, Tx, TxError, Word,
 };
+pub use word::{Bits, Narrow};
 
 /// The README's examples, compiled and run as doctests.
 #[cfg(doctest)]
