@@ -868,21 +868,27 @@ pub fn load(w: &StdAtomicU64, order: Ordering) -> u64 {
     }
 }
 
+/// What every transactional operation checks first (the model lock is
+/// held): a transaction with elided sections isolates its words; any other
+/// revalidates its read log, so it never runs on an inconsistent view. The
+/// value read next is then current too (the model lock is held).
+fn revalidate(s: &mut State) -> Result<(), u32> {
+    if !isolate_words(s) || (!s.isolated && !s.valid()) {
+        return Err(status::CONFLICT | status::RETRY);
+    }
+    Ok(())
+}
+
 fn tx_read(w: &StdAtomicU64) -> u64 {
     let addr = w as *const StdAtomicU64 as usize;
     lock();
     let r = STATE.with(|s| {
         let mut s = s.borrow_mut();
-        if !isolate_words(&mut s) {
-            return Err(status::CONFLICT | status::RETRY);
-        }
+        revalidate(&mut s)?;
         if let Some(v) = s.buffered(addr) {
             return Ok(v);
         }
         let v = w.load(Ordering::SeqCst);
-        if !s.isolated && !s.valid() {
-            return Err(status::CONFLICT | status::RETRY);
-        }
         if s.read_lines.insert(line(addr)) && s.read_lines.len() > capacity().0 {
             return Err(status::CAPACITY);
         }
@@ -903,12 +909,7 @@ fn tx_write(w: &StdAtomicU64, v: u64) {
     lock();
     let r = STATE.with(|s| {
         let mut s = s.borrow_mut();
-        if !isolate_words(&mut s) {
-            return Err(status::CONFLICT | status::RETRY);
-        }
-        if !s.isolated && !s.valid() {
-            return Err(status::CONFLICT | status::RETRY);
-        }
+        revalidate(&mut s)?;
         if s.write_lines.insert(line(addr)) && s.write_lines.len() > capacity().1 {
             return Err(status::CAPACITY);
         }
