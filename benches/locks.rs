@@ -23,73 +23,15 @@
 #[path = "harness/mod.rs"]
 mod harness;
 
-use std::cell::UnsafeCell;
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::time::Duration;
 
 use criterion::Criterion;
 use crossbeam_utils::CachePadded;
-use harness::{print_table, Figure, Meter, Ops, OpsRequest, Ratio, Timing, XorShift};
-
-/// The locks compared: each runs a closure with exclusive access.
-trait Lock<T>: Sync {
-    fn with<R>(&self, f: impl FnOnce(&mut T) -> R) -> R;
-}
-
-impl<T: Send> Lock<T> for std::sync::Mutex<T> {
-    #[inline]
-    fn with<R>(&self, f: impl FnOnce(&mut T) -> R) -> R {
-        f(&mut self.lock().unwrap())
-    }
-}
-
-impl<T: Send> Lock<T> for parking_lot::Mutex<T> {
-    #[inline]
-    fn with<R>(&self, f: impl FnOnce(&mut T) -> R) -> R {
-        f(&mut self.lock())
-    }
-}
-
-impl<T: Send> Lock<T> for hytm::ElidedMutex<T> {
-    #[inline]
-    fn with<R>(&self, f: impl FnOnce(&mut T) -> R) -> R {
-        f(&mut self.lock())
-    }
-}
-
-/// glibc's default pthread mutex, which glibc elides when
-/// `GLIBC_TUNABLES=glibc.elision.enable=1` and RTM works.
-struct PthreadMutex<T> {
-    raw: Box<UnsafeCell<libc::pthread_mutex_t>>,
-    data: UnsafeCell<T>,
-}
-
-// SAFETY: the data is only reached under the pthread mutex.
-unsafe impl<T: Send> Sync for PthreadMutex<T> {}
-
-impl<T> PthreadMutex<T> {
-    fn new(data: T) -> Self {
-        PthreadMutex {
-            raw: Box::new(UnsafeCell::new(libc::PTHREAD_MUTEX_INITIALIZER)),
-            data: UnsafeCell::new(data),
-        }
-    }
-}
-
-impl<T: Send> Lock<T> for PthreadMutex<T> {
-    #[inline]
-    fn with<R>(&self, f: impl FnOnce(&mut T) -> R) -> R {
-        // SAFETY: the mutex is initialized and boxed (it never moves); the
-        // data is accessed only between lock and unlock.
-        unsafe {
-            libc::pthread_mutex_lock(self.raw.get());
-            let r = f(&mut *self.data.get());
-            libc::pthread_mutex_unlock(self.raw.get());
-            r
-        }
-    }
-}
+use harness::{
+    print_table, Figure, Lock, Meter, Ops, OpsRequest, PthreadMutex, Ratio, Timing, XorShift,
+};
 
 /// FxHash's multiply-rotate: a cheap hasher so the map measures the lock,
 /// not SipHash.

@@ -4,12 +4,15 @@
 //! bank transfers over 1024 accounts, and a transactional hash set (linear
 //! probing with backward-shift deletion, 8192 slots, keys 1..=2048, 80%
 //! lookups, 10% inserts, 10% removals). Peers: hytm (auto), hytm forced to
-//! the STM path, hytm with the single-lock fallback, the `stm` crate, and a
-//! parking_lot::Mutex around the same structure; at 2 threads also the mixes
-//! with one thread forced to software. Each round measures every peer once;
-//! the figures are medians over the rounds, so every peer sees the same drift
-//! of the machine, and each round starts at another peer. That table is
-//! printed last.
+//! the STM path, hytm with the single-lock fallback, the `stm` crate, and
+//! parking_lot's, std's and a default pthread mutex around the same
+//! structure; at 2 threads also the mixes with one thread forced to
+//! software. Each round measures every peer once; the figures are medians
+//! over the rounds, so every peer sees the same drift of the machine, and
+//! each round starts at another peer. That table is printed last, after a
+//! table of the STM path over the plain locks paired within each round (the
+//! median of per-round ratios: TinySTM's published figures are against a
+//! default pthread mutex).
 //!
 //! Before it, criterion measures every (workload, threads, peer) through
 //! `iter_custom` (each sample a fixed number of operations on the pinned
@@ -24,7 +27,9 @@ mod harness;
 use std::time::Duration;
 
 use criterion::Criterion;
-use harness::{print_table, Figure, Meter, Ops, Ratio, Timing, XorShift};
+use harness::{
+    print_paired, print_table, Figure, Lock, Meter, Ops, PthreadMutex, Ratio, Timing, XorShift,
+};
 use hytm::{FallbackKind, Policy, Site, TCell};
 
 const ACCOUNTS: usize = 1024;
@@ -240,34 +245,39 @@ fn stm_crate_run<Mt: Meter>(
     out
 }
 
-fn mutex_run<Mt: Meter>(
+/// A plain lock around the same structures: the baselines. `bank` and
+/// `set` build the lock around each structure.
+fn lock_run<Mt: Meter, B: Lock<Vec<i64>>, S: Lock<Vec<u64>>>(
     meter: &Mt,
     only: Option<&str>,
     threads: usize,
+    bank: fn(Vec<i64>) -> B,
+    set: fn(Vec<u64>) -> S,
 ) -> Vec<(&'static str, Mt::Out)> {
     let mut out = Vec::new();
     if wanted(only, WORKLOADS[0]) {
-        let bank = parking_lot::Mutex::new(vec![1000i64; ACCOUNTS]);
+        let bank = bank(vec![1000i64; ACCOUNTS]);
         let m = meter.meter(threads, |t| {
             let bank = &bank;
             let mut rng = XorShift::new(t);
             move || {
                 let (a, b) = accounts(rng.next());
-                let mut g = bank.lock();
-                g[a] -= 1;
-                g[b] += 1;
+                bank.with(|g| {
+                    g[a] -= 1;
+                    g[b] += 1;
+                });
             }
         });
         out.push((WORKLOADS[0], m));
     }
     if wanted(only, WORKLOADS[1]) {
-        let set = parking_lot::Mutex::new(initial_set());
+        let set = set(initial_set());
         let m = meter.meter(threads, |t| {
             let set = &set;
             let mut rng = XorShift::new(t);
             move || {
                 let r = rng.next();
-                let Ok(found) = set_op(&mut PlainSlots(&mut set.lock()), r);
+                let Ok(found) = set.with(|s| set_op(&mut PlainSlots(s), r));
                 std::hint::black_box(found);
             }
         });
@@ -277,12 +287,14 @@ fn mutex_run<Mt: Meter>(
 }
 
 /// The peers: name, and whether it runs at 2 threads only.
-const PEERS: [(&str, bool); 7] = [
+const PEERS: [(&str, bool); 9] = [
     ("hytm", false),
     ("hytm-stm", false),
     ("hytm-lock", false),
     ("stm-crate", false),
     ("parking_lot", false),
+    ("std", false),
+    ("pthread", false),
     ("mix-stm", true),
     ("mix-lock", true),
 ];
@@ -299,7 +311,21 @@ fn run_peer<Mt: Meter>(
         "hytm-stm" => hytm_run(meter, only, [&STM_PATH, &STM_PATH], threads),
         "hytm-lock" => hytm_run(meter, only, [&LOCK_FALLBACK, &LOCK_FALLBACK], threads),
         "stm-crate" => stm_crate_run(meter, only, threads),
-        "parking_lot" => mutex_run(meter, only, threads),
+        "parking_lot" => lock_run(
+            meter,
+            only,
+            threads,
+            parking_lot::Mutex::new,
+            parking_lot::Mutex::new,
+        ),
+        "std" => lock_run(
+            meter,
+            only,
+            threads,
+            std::sync::Mutex::new,
+            std::sync::Mutex::new,
+        ),
+        "pthread" => lock_run(meter, only, threads, PthreadMutex::new, PthreadMutex::new),
         "mix-stm" => hytm_run(meter, only, [&AUTO, &STM_PATH], threads),
         "mix-lock" => hytm_run(meter, only, [&LOCK_FALLBACK, &LOCK_ONLY], threads),
         other => panic!("unknown peer {other}"),
@@ -368,7 +394,8 @@ fn main() {
         hytm::mode(),
         hytm::mode_reason()
     );
-    let figures = harness::interleaved(timing, all_figures);
+    let rounds = harness::interleaved_rounds(timing, all_figures);
+    let figures = harness::medians(&rounds);
     // Criterion after the rounds, so that the side-by-side table is the
     // last thing printed.
     if !std::env::args().any(|a| a == "--tables-only") {
@@ -383,6 +410,8 @@ fn main() {
             "hytm-lock",
             "stm-crate",
             "parking_lot",
+            "std",
+            "pthread",
             "mix-stm",
             "mix-lock",
         ],
@@ -411,6 +440,31 @@ fn main() {
                 name: "mix-lock/hytm",
                 num: "mix-lock",
                 den: "hytm",
+            },
+        ],
+    );
+    // TinySTM's published comparison is against a default pthread mutex;
+    // rounds on this guest move by 1.5-3x, so each ratio is taken within a
+    // round (both figures measured moments apart) and the median of those
+    // is printed.
+    print_paired(
+        "Software path against plain locks, paired per round",
+        &rounds,
+        &[
+            Ratio {
+                name: "stm/pthread",
+                num: "hytm-stm",
+                den: "pthread",
+            },
+            Ratio {
+                name: "stm/std",
+                num: "hytm-stm",
+                den: "std",
+            },
+            Ratio {
+                name: "stm/pl",
+                num: "hytm-stm",
+                den: "parking_lot",
             },
         ],
     );

@@ -3,6 +3,7 @@
 //! process (HYTM_MODE, GLIBC_TUNABLES), and tables with ratios.
 #![allow(dead_code)]
 
+use std::cell::UnsafeCell;
 use std::collections::BTreeMap;
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -244,8 +245,21 @@ pub fn run_child_ops(group: &str, env: &[(&str, &str)], req: &OpsRequest) -> Dur
 /// keeps any effect of a peer's position in the round (what ran just
 /// before it, the state of the heap) from always falling on the same peer.
 pub fn interleaved(timing: Timing, round: impl Fn(Timing, usize) -> Vec<Figure>) -> Vec<Figure> {
+    medians(&interleaved_rounds(timing, round))
+}
+
+/// The rounds of [`interleaved`], kept apart, for ratios paired within a
+/// round ([`print_paired`]).
+pub fn interleaved_rounds(
+    timing: Timing,
+    round: impl Fn(Timing, usize) -> Vec<Figure>,
+) -> Vec<Vec<Figure>> {
     let one = Timing { reps: 1, ..timing };
-    let rounds: Vec<Vec<Figure>> = (0..timing.reps).map(|i| round(one, i)).collect();
+    (0..timing.reps).map(|i| round(one, i)).collect()
+}
+
+/// Each figure's median over the rounds.
+pub fn medians(rounds: &[Vec<Figure>]) -> Vec<Figure> {
     let key = |f: &Figure| (f.workload.clone(), f.threads, f.peer.clone());
     let mut figures = rounds[0].clone();
     for f in &mut figures {
@@ -258,6 +272,53 @@ pub fn interleaved(timing: Timing, round: impl Fn(Timing, usize) -> Vec<Figure>)
         f.mops = samples.get(samples.len() / 2).copied();
     }
     figures
+}
+
+/// Prints, per (workload, threads), the median over rounds of each ratio
+/// taken within one round: both figures measured moments apart, so the
+/// machine's drift between rounds cancels.
+pub fn print_paired(title: &str, rounds: &[Vec<Figure>], ratios: &[Ratio<'_>]) {
+    let mut rows: Vec<(String, usize)> = Vec::new();
+    for f in &rounds[0] {
+        if !rows.contains(&(f.workload.clone(), f.threads)) {
+            rows.push((f.workload.clone(), f.threads));
+        }
+    }
+    println!(
+        "\n{title} (median of per-round ratios over {} rounds)",
+        rounds.len()
+    );
+    let mut head = format!("| {:<22} | {:>3} |", "workload", "thr");
+    let mut rule = format!("|{:-<24}|{:-<5}|", "", "");
+    for r in ratios {
+        head += &format!(" {:>14} |", r.name);
+        rule += &format!("{:-<16}|", "");
+    }
+    println!("{head}\n{rule}");
+    for (workload, threads) in rows {
+        let mut line = format!("| {workload:<22} | {threads:>3} |");
+        for r in ratios {
+            let fig = |round: &[Figure], peer: &str| {
+                round
+                    .iter()
+                    .find(|f| f.workload == workload && f.threads == threads && f.peer == peer)
+                    .and_then(|f| f.mops)
+            };
+            let mut per_round: Vec<f64> = rounds
+                .iter()
+                .filter_map(|round| match (fig(round, r.num), fig(round, r.den)) {
+                    (Some(a), Some(b)) if b > 0.0 => Some(a / b),
+                    _ => None,
+                })
+                .collect();
+            per_round.sort_by(f64::total_cmp);
+            line += &match per_round.get(per_round.len() / 2) {
+                Some(x) => format!(" {x:>13.2}x |"),
+                None => format!(" {:>14} |", "n/a"),
+            };
+        }
+        println!("{line}");
+    }
 }
 
 /// `peers` in the order of round `round`: rotated left by `round`.
@@ -412,5 +473,65 @@ pub fn print_table(title: &str, figures: &[Figure], peers: &[&str], ratios: &[Ra
             };
         }
         println!("{line}");
+    }
+}
+
+/// The locks compared (by the lock bench, and as the TM bench's baselines):
+/// each runs a closure with exclusive access.
+pub trait Lock<T>: Sync {
+    fn with<R>(&self, f: impl FnOnce(&mut T) -> R) -> R;
+}
+
+impl<T: Send> Lock<T> for std::sync::Mutex<T> {
+    #[inline]
+    fn with<R>(&self, f: impl FnOnce(&mut T) -> R) -> R {
+        f(&mut self.lock().unwrap())
+    }
+}
+
+impl<T: Send> Lock<T> for parking_lot::Mutex<T> {
+    #[inline]
+    fn with<R>(&self, f: impl FnOnce(&mut T) -> R) -> R {
+        f(&mut self.lock())
+    }
+}
+
+impl<T: Send> Lock<T> for hytm::ElidedMutex<T> {
+    #[inline]
+    fn with<R>(&self, f: impl FnOnce(&mut T) -> R) -> R {
+        f(&mut self.lock())
+    }
+}
+
+/// glibc's default pthread mutex, which glibc elides when
+/// `GLIBC_TUNABLES=glibc.elision.enable=1` and RTM works.
+pub struct PthreadMutex<T> {
+    raw: Box<UnsafeCell<libc::pthread_mutex_t>>,
+    data: UnsafeCell<T>,
+}
+
+// SAFETY: the data is only reached under the pthread mutex.
+unsafe impl<T: Send> Sync for PthreadMutex<T> {}
+
+impl<T> PthreadMutex<T> {
+    pub fn new(data: T) -> Self {
+        PthreadMutex {
+            raw: Box::new(UnsafeCell::new(libc::PTHREAD_MUTEX_INITIALIZER)),
+            data: UnsafeCell::new(data),
+        }
+    }
+}
+
+impl<T: Send> Lock<T> for PthreadMutex<T> {
+    #[inline]
+    fn with<R>(&self, f: impl FnOnce(&mut T) -> R) -> R {
+        // SAFETY: the mutex is initialized and boxed (it never moves); the
+        // data is accessed only between lock and unlock.
+        unsafe {
+            libc::pthread_mutex_lock(self.raw.get());
+            let r = f(&mut *self.data.get());
+            libc::pthread_mutex_unlock(self.raw.get());
+            r
+        }
     }
 }
