@@ -626,6 +626,24 @@ fn acquire<G>(
     if plain_lock_only() {
         return GuardState::locked(lock());
     }
+    acquire_slow(elision, key, busy, readers, lock, try_lock, take)
+}
+
+/// [`acquire`] when there is more to look at than the real lock (a
+/// hardware path, transactions in the process, or the runtime's first
+/// use). Out of line, so that the plain path does not compute what only
+/// this one needs (the key, the closures' captures).
+#[cold]
+#[inline(never)]
+fn acquire_slow<G>(
+    elision: &Elision,
+    key: Held,
+    busy: impl Fn() -> bool + Copy,
+    readers: impl Fn() -> bool,
+    lock: impl FnOnce() -> G,
+    try_lock: impl Fn() -> Option<G>,
+    take: TakeForModel,
+) -> GuardState<G> {
     let rt = runtime();
     // Inside a software transaction's body: made irrevocable, then the
     // real lock (see `tx::before_lock`). A section entered while unwinding
