@@ -64,6 +64,14 @@
 //! section wrote in place *inside an `atomic` transaction* cannot be
 //! modelled (those writes cannot be undone and there is no lock to
 //! promote to): the model panics with a message saying so.
+//!
+//! Isolation is a lock where real RTM has none: a section (or a transaction
+//! holding the model lock) that waits for another thread which needs the
+//! same isolation (or the model lock) waits forever under the model, where
+//! on hardware both would run and one would abort. Programs that would also
+//! deadlock with real locks (`HYTM_MODE=fallback`) are the usual case; two
+//! sections that touched transactional words and take each other's locks in
+//! opposite orders are the one the model adds.
 
 use std::any::Any;
 use std::cell::{Cell, RefCell};
