@@ -42,7 +42,8 @@ use crate::Restart;
 
 /// A transactional variable holding a value of any `Send + Sync` type.
 ///
-/// Internally one word: a pointer to an immutable boxed value. A
+/// Internally one transactional word (itself boxed, so that a `TVar` moves
+/// freely), holding a pointer to an immutable boxed value. A
 /// transaction reads it with [`Tx::get`] (a clone of the current value) and
 /// replaces it with [`Tx::set`]; outside transactions, [`TVar::load`]
 /// clones the committed value. Replaced values are freed once no
@@ -67,8 +68,11 @@ use crate::Restart;
 /// assert_eq!(name.load(), "ada lovelace");
 /// ```
 pub struct TVar<T: Send + Sync + 'static> {
-    /// The current value: a pointer from `Box::into_raw`, never null.
-    cell: TCell<*const T>,
+    /// The current value: a pointer from `Box::into_raw` (null only after
+    /// `into_inner`). Boxed, so that the word keeps its address when the
+    /// variable moves: a transaction on this thread may have logged it,
+    /// and dropping a moved variable must find it in the logs.
+    cell: Box<TCell<*const T>>,
     /// A `TVar` owns its value.
     _owns: PhantomData<T>,
 }
@@ -91,7 +95,7 @@ impl<T: Send + Sync + 'static> TVar<T> {
     /// ```
     pub fn new(value: T) -> TVar<T> {
         TVar {
-            cell: TCell::new(Box::into_raw(Box::new(value)).cast_const()),
+            cell: Box::new(TCell::new(Box::into_raw(Box::new(value)).cast_const())),
             _owns: PhantomData,
         }
     }
