@@ -110,8 +110,10 @@ pub fn strings_and_vecs_on_every_path() {
         let s = TVar::new(String::from("a"));
         let v = TVar::new(vec![1u32]);
         let c = TVar::new(Counted::new(&C, vec![0]));
+        let mut hardware = false;
         for i in 0..50u32 {
             site.atomic(|tx| {
+                hardware |= tx.is_hardware();
                 let mut t = tx.get(&s)?;
                 t.push('b');
                 tx.set(&s, t)?;
@@ -126,6 +128,10 @@ pub fn strings_and_vecs_on_every_path() {
         assert_eq!(v.load().len(), 51, "{name}");
         assert_eq!(v.load()[50], 49, "{name}");
         assert_eq!(c.load().v, [50], "{name}");
+        if name == "default" && hytm::mode() == hytm::Mode::Hardware {
+            // RTM or the HTM model: the hardware path ran (at least once).
+            assert!(hardware, "no hardware run");
+        }
         let read = site.atomic(|tx| Ok((tx.get(&s)?, tx.get(&c)?.v[0])));
         assert_eq!((read.0.len(), read.1), (51, 50), "{name}");
     }
