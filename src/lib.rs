@@ -85,6 +85,7 @@ mod rng;
 pub mod rtm;
 mod runtime;
 pub mod stats;
+mod tqueue;
 mod tvar;
 mod tx;
 mod word;
@@ -109,6 +110,7 @@ pub use policy::{FallbackKind, Policy};
 pub use runtime::{
     in_transaction, init, mode, mode_reason, Config, ConfigError, Injection, Mode, StatsOutput,
 };
+pub use tqueue::TQueue;
 pub use tvar::TVar;
 pub use tx::{
     atomic, atomic_irrevocable, protocol_words, try_atomic, Site, TCell, Tx, TxError, Word,

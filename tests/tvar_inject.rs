@@ -1,7 +1,7 @@
 //! The `TVar` cases of `tests/tvar.rs` under injected aborts and rollbacks
 //! (as `HYTM_INJECT=conflict:0.3,rollback:0.1`): every value set by an
 //! attempt that is rolled back is freed, none twice, and readers still see
-//! their invariant.
+//! their invariant; `TQueue` keeps its order and loses nothing.
 
 use std::sync::Once;
 
@@ -62,4 +62,16 @@ fn restarts_and_retries_free_what_they_set() {
 fn a_var_dropped_inside_a_transaction_leaves_it() {
     inject();
     tvar_cases::a_var_dropped_inside_a_transaction_leaves_it();
+}
+
+#[test]
+fn a_consumer_pops_what_a_producer_pushed_in_order() {
+    inject();
+    tvar_cases::a_consumer_pops_what_a_producer_pushed_in_order();
+}
+
+#[test]
+fn a_move_between_queues_commits_or_cancels_whole() {
+    inject();
+    tvar_cases::a_move_between_queues_commits_or_cancels_whole();
 }

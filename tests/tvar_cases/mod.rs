@@ -1,4 +1,5 @@
-//! The `TVar` cases, shared by `tests/tvar.rs` (as configured: auto mode,
+//! The `TVar` and `TQueue` cases, shared by `tests/tvar.rs` and
+//! `tests/tqueue.rs` (as configured: auto mode,
 //! `HYTM_MODE=fallback`, the HTM model) and `tests/tvar_inject.rs` (under
 //! injected conflicts and rollbacks). Every case counts the values it
 //! creates and drops (its own counters: the cases run in parallel) and
@@ -11,7 +12,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Barrier};
 
-use hytm::{FallbackKind, Policy, Restart, Site, TVar, TxError};
+use hytm::{FallbackKind, Policy, Restart, Site, TQueue, TVar, TxError};
 
 pub static DEFAULT: Site = Site::new("tvar default");
 pub static STM: Site = Site::with_policy("tvar stm", Policy::DEFAULT.hardware(false));
@@ -361,4 +362,87 @@ pub fn owners_api() {
     let f = TVar::from(vec![3u32]);
     assert_eq!(f.load(), [3]);
     C.assert_all_dropped("owners_api");
+}
+
+pub fn a_consumer_pops_what_a_producer_pushed_in_order() {
+    static C: Counters = Counters::new();
+    const N: u32 = 600;
+    for (name, site) in sites() {
+        let q = Arc::new(TQueue::new());
+        let producer = {
+            let q = Arc::clone(&q);
+            std::thread::spawn(move || {
+                for i in 0..N {
+                    // Sometimes two at once.
+                    if i % 7 == 0 && i + 1 < N {
+                        continue;
+                    }
+                    site.atomic(|tx| {
+                        if i % 7 == 1 {
+                            q.push(tx, Counted::new(&C, vec![i - 1]))?;
+                        }
+                        q.push(tx, Counted::new(&C, vec![i]))
+                    });
+                }
+            })
+        };
+        for i in 0..N {
+            let v = site.atomic(|tx| q.pop(tx));
+            assert_eq!(v.v, [i], "{name}");
+        }
+        producer.join().unwrap();
+        assert!(site.atomic(|tx| q.is_empty(tx)), "{name}");
+        assert!(site.atomic(|tx| q.try_pop(tx)).is_none(), "{name}");
+    }
+    C.assert_all_dropped("a_consumer_pops_what_a_producer_pushed_in_order");
+}
+
+pub fn a_move_between_queues_commits_or_cancels_whole() {
+    static C: Counters = Counters::new();
+    for (name, site) in sites() {
+        let (a, b) = (TQueue::new(), TQueue::new());
+        site.atomic(|tx| {
+            for i in 0..5 {
+                a.push(tx, Counted::new(&C, vec![i]))?;
+            }
+            Ok(())
+        });
+        // Moves two, then cancels: nothing moved.
+        let r: Result<(), &str> = site.try_atomic(|tx| {
+            for _ in 0..2 {
+                let v = a.pop(tx)?;
+                b.push(tx, v)?;
+            }
+            Err(TxError::Cancel("changed my mind"))
+        });
+        assert_eq!(r, Err("changed my mind"), "{name}");
+        // Moves three for real.
+        site.atomic(|tx| {
+            for _ in 0..3 {
+                let v = a.pop(tx)?;
+                b.push(tx, v)?;
+            }
+            Ok(())
+        });
+        let drained = |q: &TQueue<Counted>| {
+            let mut out = Vec::new();
+            while let Some(v) = site.atomic(|tx| q.try_pop(tx)) {
+                out.push(v.v[0]);
+            }
+            out
+        };
+        assert_eq!(
+            (drained(&a), drained(&b)),
+            (vec![3, 4], vec![0, 1, 2]),
+            "{name}"
+        );
+        // A queue dropped with values in it frees them.
+        site.atomic(|tx| {
+            for i in 0..3 {
+                a.push(tx, Counted::new(&C, vec![i]))?;
+            }
+            Ok(())
+        });
+    }
+    C.assert_all_dropped("a_move_between_queues_commits_or_cancels_whole");
 }
