@@ -997,8 +997,20 @@ impl Site {
                     // enclosing elided section to its real locks: the
                     // transaction is over, and the body reruns below as an
                     // ordinary, outermost `atomic`.
+                    #[cfg(hytm_model)]
+                    let vars = crate::tvar::savepoint();
                     if let Ok(r) = rtm.catch_nested(|| run_nested_hardware(rtm, &mut body)) {
+                        #[cfg(hytm_model)]
+                        crate::tvar::release(vars);
                         return r;
+                    }
+                    // Promoted: the model wrote back what the transaction
+                    // wrote before this `atomic` (its `TVar` values are
+                    // published) and dropped this one's own writes.
+                    #[cfg(hytm_model)]
+                    {
+                        crate::tvar::rollback_to(vars);
+                        crate::tvar::commit();
                     }
                 }
             }
