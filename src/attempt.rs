@@ -136,6 +136,11 @@ pub(crate) fn run<R>(
                 match rtm.begin_scoped(|| inside(Entered { rtm, rollback })) {
                     Ok(r) => return Ok(r),
                     Err(status) => {
+                        // Under the HTM model the aborted attempt's `TVar`
+                        // values are still logged (plain memory is not
+                        // rolled back): free them. On RTM the log was
+                        // rolled back with the rest.
+                        crate::tvar::abort();
                         if status.explicit_code() == Some(code::ROLLBACK) {
                             exec.rollbacks += 1;
                         }

@@ -85,6 +85,8 @@ mod rng;
 pub mod rtm;
 mod runtime;
 pub mod stats;
+mod tqueue;
+mod tvar;
 mod tx;
 mod word;
 
@@ -108,6 +110,8 @@ pub use policy::{FallbackKind, Policy};
 pub use runtime::{
     in_transaction, init, mode, mode_reason, Config, ConfigError, Injection, Mode, StatsOutput,
 };
+pub use tqueue::TQueue;
+pub use tvar::TVar;
 pub use tx::{
     atomic, atomic_irrevocable, protocol_words, try_atomic, Site, TCell, Tx, TxError, Word,
 };

@@ -294,12 +294,26 @@ impl<T: Word> TCell<T> {
         T::from_bits(this.word.load(Ordering::Relaxed))
     }
 
+    /// The address of the cell's word (a `TVar`'s key in its log).
+    #[inline]
+    pub(crate) fn word_addr(&self) -> usize {
+        std::ptr::from_ref(&self.word) as usize
+    }
+
+    /// Reads the word directly, for an owner with `&mut` access (no
+    /// transaction of another thread can reach the cell).
+    #[inline]
+    pub(crate) fn load_exclusive(&mut self) -> T {
+        // Relaxed: `&mut self` excludes every other thread.
+        T::from_bits(self.word.load(Ordering::Relaxed))
+    }
+
     /// The cell goes away: if this thread runs a software or serial
     /// transaction, make it forget the cell (a nested transaction may have
     /// logged it, and the outer one would write back to, or validate, a
     /// dead word).
     #[inline]
-    fn leave_transaction(&self) {
+    pub(crate) fn leave_transaction(&self) {
         let current = CURRENT.with(Cell::get);
         if current != 0 {
             forget_cell(current, &self.word);
@@ -377,6 +391,12 @@ impl<E: fmt::Display> fmt::Display for TxError<E> {
 
 impl<E: fmt::Debug + fmt::Display> std::error::Error for TxError<E> {}
 
+/// A savepoint of the engine and of the `TVar` log (see `crate::tvar`).
+struct TxSavepoint {
+    engine: Savepoint,
+    vars: usize,
+}
+
 /// A software or serial run's state: the engine, and what the body asked
 /// of the dispatcher. It lives in the outermost run's frame; the outermost
 /// body's `Tx` and every nested one reach it through the same raw pointer
@@ -392,6 +412,9 @@ struct Engine<E> {
     irrevocable: bool,
     /// [`Tx::retry`] was called: the restart is a wait for a change.
     retry: bool,
+    /// [`Tx::set`] logged `TVar` values (software path): the commit takes
+    /// the path that publishes them (`crate::tvar`).
+    vars: bool,
 }
 
 impl<E> Engine<E> {
@@ -402,6 +425,7 @@ impl<E> Engine<E> {
             want_serial: false,
             irrevocable,
             retry: false,
+            vars: false,
         }
     }
 }
@@ -675,35 +699,44 @@ impl<'env> Tx<'env> {
         second(self)
     }
 
-    /// Opens a savepoint (software and serial paths; `None` in hardware).
-    fn savepoint(&mut self) -> Option<Savepoint> {
-        match self.path {
-            Path::Hardware { .. } => None,
+    /// Opens a savepoint (software and serial paths; `None` in hardware),
+    /// in the engine and in the `TVar` log.
+    fn savepoint(&mut self) -> Option<TxSavepoint> {
+        let engine = match self.path {
+            Path::Hardware { .. } => return None,
             // SAFETY: as in `read`.
-            Path::Software(soft) => Some(unsafe { (*soft).tx.savepoint() }),
+            Path::Software(soft) => unsafe { (*soft).tx.savepoint() },
             // SAFETY: as in `read`: the engine is live and not otherwise borrowed.
-            Path::Serial(serial) => Some(unsafe { (*serial).tx.savepoint() }),
-        }
+            Path::Serial(serial) => unsafe { (*serial).tx.savepoint() },
+        };
+        Some(TxSavepoint {
+            engine,
+            vars: crate::tvar::savepoint(),
+        })
     }
 
-    fn release(&mut self, sp: Savepoint) {
+    fn release(&mut self, sp: TxSavepoint) {
+        crate::tvar::release(sp.vars);
         match self.path {
             Path::Hardware { .. } => {}
             // SAFETY: as in `read`.
-            Path::Software(soft) => unsafe { (*soft).tx.release(sp) },
+            Path::Software(soft) => unsafe { (*soft).tx.release(sp.engine) },
             // SAFETY: as in `read`: the engine is live and not otherwise borrowed.
-            Path::Serial(serial) => unsafe { (*serial).tx.release(sp) },
+            Path::Serial(serial) => unsafe { (*serial).tx.release(sp.engine) },
         }
     }
 
-    fn roll_back_to(&mut self, sp: Savepoint) {
+    fn roll_back_to(&mut self, sp: TxSavepoint) {
         match self.path {
             Path::Hardware { .. } => {}
             // SAFETY: as in `read`.
-            Path::Software(soft) => unsafe { (*soft).tx.rollback_to(sp) },
+            Path::Software(soft) => unsafe { (*soft).tx.rollback_to(sp.engine) },
             // SAFETY: as in `read`: the engine is live and not otherwise borrowed.
-            Path::Serial(serial) => unsafe { (*serial).tx.rollback_to(sp) },
+            Path::Serial(serial) => unsafe { (*serial).tx.rollback_to(sp.engine) },
         }
+        // After the words are restored: the values set since the savepoint
+        // are unreachable now, and freed.
+        crate::tvar::rollback_to(sp.vars);
     }
 
     /// Whether `retry` was called (and clears that).
@@ -789,6 +822,16 @@ impl<'env> Tx<'env> {
     /// Whether this run is a hardware transaction.
     pub fn is_hardware(&self) -> bool {
         matches!(self.path, Path::Hardware { .. })
+    }
+
+    /// `Tx::set` logged a `TVar` value: a software commit must publish it
+    /// (the serial and hardware commits always look at the log).
+    #[inline]
+    pub(crate) fn note_vars(&mut self) {
+        if let Path::Software(soft) = self.path {
+            // SAFETY: as in `read`.
+            unsafe { (*soft).vars = true };
+        }
     }
 }
 
@@ -954,8 +997,20 @@ impl Site {
                     // enclosing elided section to its real locks: the
                     // transaction is over, and the body reruns below as an
                     // ordinary, outermost `atomic`.
+                    #[cfg(hytm_model)]
+                    let vars = crate::tvar::savepoint();
                     if let Ok(r) = rtm.catch_nested(|| run_nested_hardware(rtm, &mut body)) {
+                        #[cfg(hytm_model)]
+                        crate::tvar::release(vars);
                         return r;
+                    }
+                    // Promoted: the model wrote back what the transaction
+                    // wrote before this `atomic` (its `TVar` values are
+                    // published) and dropped this one's own writes.
+                    #[cfg(hytm_model)]
+                    {
+                        crate::tvar::rollback_to(vars);
+                        crate::tvar::commit();
                     }
                 }
             }
@@ -1154,6 +1209,7 @@ thread_local! {
 /// if a nested `atomic` inside it wrote while they waited.
 #[inline]
 pub(crate) fn after_hardware_commit() {
+    crate::tvar::commit();
     if WAKE_AFTER_COMMIT.with(|w| w.replace(false)) {
         GLOBALS.wake_waiters();
     }
@@ -1251,6 +1307,9 @@ fn nested_restart<R, E>(payload: Box<dyn std::any::Any + Send>) -> Result<R, TxE
     if payload.is::<RestartOutermost>() {
         return Err(TxError::Restart(Restart));
     }
+    // The body panicked: the transaction ends here, its `TVar` values with
+    // it (the engine's writes are discarded or undone as it unwinds).
+    crate::tvar::abort();
     resume_unwind(payload)
 }
 
@@ -1391,6 +1450,39 @@ impl SoftwareRun {
     }
 }
 
+/// How [`end_software_slow`] ended the attempt.
+enum SlowEnd {
+    Committed,
+    /// An injected rollback: run the body again.
+    RolledBack,
+    /// The commit failed: restart.
+    Failed,
+}
+
+/// The end of a software attempt that set `TVar`s or may be rolled back by
+/// injection (out of line, so that the common commit stays as it was).
+#[cold]
+#[inline(never)]
+fn end_software_slow(rt: &Runtime, sw: &mut SoftwareRun, engine: &mut Soft<'_>) -> SlowEnd {
+    if sw.inject_rollback(rt) {
+        // The redo log is dropped unpublished: not one write of this run
+        // may be visible. Not a conflict: it does not count towards the
+        // escalation to serial.
+        engine.tx.discard();
+        engine.vars = false;
+        crate::tvar::abort();
+        return SlowEnd::RolledBack;
+    }
+    if engine.tx.commit().is_err() {
+        return SlowEnd::Failed;
+    }
+    crate::tvar::commit();
+    engine.vars = false;
+    sw.commits += 1;
+    sw.first_try_commit = sw.restarts == 0 && sw.rollbacks == 0;
+    SlowEnd::Committed
+}
+
 /// The NOrec path, escalating to serial after repeated restarts.
 fn run_software<'env, R, E>(
     rt: &Runtime,
@@ -1410,40 +1502,51 @@ fn run_software<'env, R, E>(
         // SAFETY: the body has returned: no other reference to the engine
         // is live until the next call.
         let engine = unsafe { &mut *e };
-        let soft = &mut engine.tx;
         match r {
             Ok(v) => {
-                if sw.inject_rollback(rt) {
-                    // The redo log is dropped unpublished: not one write of
-                    // this run may be visible. Not a conflict: it does not
-                    // count towards the escalation to serial.
-                    soft.discard();
-                    continue;
-                }
-                if soft.commit().is_ok() {
+                // One test on the common path (as many instructions as the
+                // injection test alone): whether anything but a plain commit
+                // is to happen here, `TVar` values to publish or an
+                // injected rollback.
+                if engine.vars || rt.config.rollback_probability() > 0.0 {
+                    match end_software_slow(rt, sw, engine) {
+                        SlowEnd::Committed => return Ok(v),
+                        SlowEnd::RolledBack => continue,
+                        SlowEnd::Failed => {}
+                    }
+                } else if engine.tx.commit().is_ok() {
                     sw.commits += 1;
                     sw.first_try_commit = sw.restarts == 0 && sw.rollbacks == 0;
                     return Ok(v);
                 }
             }
             Err(TxError::Cancel(e)) => {
+                crate::tvar::abort();
                 sw.cancelled = true;
                 return Err(e);
             }
             Err(TxError::Restart(_)) if engine.retry => {
                 // `Tx::retry`: not a conflict; park until a change.
                 engine.retry = false;
-                soft.wait_for_change();
+                engine.vars = false;
+                crate::tvar::abort();
+                engine.tx.wait_for_change();
                 continue;
             }
-            Err(TxError::Restart(_)) if engine.want_serial => break,
+            Err(TxError::Restart(_)) if engine.want_serial => {
+                crate::tvar::abort();
+                break;
+            }
             Err(TxError::Restart(_)) => {}
         }
+        // The attempt restarts (or escalates): what it set is freed.
+        engine.vars = false;
+        crate::tvar::abort();
         sw.restarts += 1;
-        if soft.restarts() + 1 >= SERIAL_AFTER_RESTARTS {
+        if engine.tx.restarts() + 1 >= SERIAL_AFTER_RESTARTS {
             break;
         }
-        soft.restart();
+        engine.tx.restart();
     }
     // Release the software transaction (sw_active) before the serial one
     // takes its place.
@@ -1476,9 +1579,10 @@ fn run_serial<'env, R, E>(
         match r {
             // Dropping the serial transaction (at the end of this
             // iteration) applies its undo log.
-            Ok(_) if !engine.irrevocable && sw.inject_rollback(rt) => {}
+            Ok(_) if !engine.irrevocable && sw.inject_rollback(rt) => crate::tvar::abort(),
             Ok(v) => {
                 engine.tx.commit();
+                crate::tvar::commit();
                 // Counted on commit only, like software commits: a
                 // cancelled execution counts on no path.
                 sw.serial = true;
@@ -1486,14 +1590,21 @@ fn run_serial<'env, R, E>(
             }
             // Dropping the serial transaction undoes its writes.
             Err(TxError::Cancel(e)) => {
+                // The undo log is applied when `engine` drops, after this:
+                // the words still hold the values freed here, but `seq` is
+                // odd, so no other thread reads them.
+                crate::tvar::abort();
                 sw.cancelled = true;
                 return Err(e);
             }
             // `Tx::retry`: undo, let others run, park until a change.
-            Err(TxError::Restart(_)) if engine.retry => engine.tx.wait_for_change(),
+            Err(TxError::Restart(_)) if engine.retry => {
+                crate::tvar::abort();
+                engine.tx.wait_for_change();
+            }
             // A serial run cannot conflict; a body that asks to restart
             // anyway (a user-level retry) gets a clean rerun.
-            Err(TxError::Restart(_)) => {}
+            Err(TxError::Restart(_)) => crate::tvar::abort(),
         }
     }
 }

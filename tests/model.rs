@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Barrier};
 
 use hytm::rtm::{AbortStatus, Rtm};
-use hytm::{ElidedMutex, ElidedRwLock, TCell, TxError};
+use hytm::{ElidedMutex, ElidedRwLock, TCell, TVar, TxError};
 
 fn model_or_skip(test: &str) -> Option<Rtm> {
     if !hytm::rtm::MODEL {
@@ -417,4 +417,66 @@ fn a_nested_hardware_commit_wakes_a_retrying_transaction() {
     println!("nested hardware commits woke the waiter after {latencies:?}");
     // Without a wake the waiter rechecks every 100 ms.
     assert!(latencies[2] < Duration::from_millis(30), "{latencies:?}");
+}
+
+/// A value that records its drop by id (clones keep the id, untracked).
+struct Tracked(u32, &'static std::sync::Mutex<Vec<u32>>, bool);
+
+impl Clone for Tracked {
+    fn clone(&self) -> Tracked {
+        Tracked(self.0, self.1, false)
+    }
+}
+
+impl Drop for Tracked {
+    fn drop(&mut self) {
+        if self.2 {
+            self.1.lock().unwrap().push(self.0);
+        }
+    }
+}
+
+#[test]
+fn tvar_values_an_atomic_set_inside_a_promoted_section_stay_published() {
+    let Some(rtm) =
+        model_or_skip("tvar_values_an_atomic_set_inside_a_promoted_section_stay_published")
+    else {
+        return;
+    };
+    static DROPPED: std::sync::Mutex<Vec<u32>> = std::sync::Mutex::new(Vec::new());
+    let dropped = |id| DROPPED.lock().unwrap().contains(&id);
+    let m = ElidedMutex::new(0u64);
+    let (v, w) = (
+        TVar::new(Tracked(1, &DROPPED, true)),
+        TVar::new(Tracked(2, &DROPPED, true)),
+    );
+    {
+        let mut g = m.lock();
+        assert!(rtm.test());
+        // Flat in the section's transaction.
+        hytm::atomic(|tx| tx.set(&v, Tracked(3, &DROPPED, true)));
+        // The cancel's abort promotes the section: the first atomic's value
+        // is written back, this one's is dropped, and it reruns in software.
+        let r: Result<(), &str> = hytm::try_atomic(|tx| {
+            tx.set(&w, Tracked(4, &DROPPED, true))?;
+            Err(TxError::Cancel("no"))
+        });
+        assert_eq!(r, Err("no"));
+        assert!(!rtm.test() && m.is_locked());
+        *g += 1;
+    }
+    // A later cancel on this thread frees only its own value.
+    let r: Result<(), ()> = hytm::try_atomic(|tx| {
+        tx.set(&v, Tracked(5, &DROPPED, true))?;
+        Err(TxError::Cancel(()))
+    });
+    assert_eq!(r, Err(()));
+    assert!(
+        dropped(4) && dropped(5),
+        "the cancelled values were not freed"
+    );
+    assert!(!dropped(3) && !dropped(2), "a published value was freed");
+    assert_eq!((v.load().0, w.load().0), (3, 2));
+    drop((v, w));
+    assert!(dropped(3) && dropped(2));
 }

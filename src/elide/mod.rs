@@ -719,6 +719,9 @@ fn settle<G: 'static>(state: &mut GuardState<G>, key: Held) {
         if let Some(g) = hytm_fallback::model::take_promoted(key.0) {
             held::remove(key);
             held::forget_commits();
+            // The promotion wrote the transaction's buffered words back:
+            // the `TVar` values an `atomic` inside it set are published.
+            crate::tvar::commit();
             match g.downcast::<G>() {
                 Ok(g) => state.entry = Entry::Locked(*g),
                 Err(_) => {
