@@ -606,6 +606,9 @@ impl<'g, 'env> SoftTx<'g, 'env> {
     ///     let scratch = AtomicU64::new(1);
     ///     // (A transaction's words must outlive it; `forget` is the way out
     ///     // for one that does not, here by a raw detour.)
+    ///     // SAFETY: the reference is used only inside this block, while
+    ///     // `scratch` lives; `forget` drops it from the transaction's logs
+    ///     // before the word goes away.
     ///     let scratch: &AtomicU64 = unsafe { &*(&scratch as *const AtomicU64) };
     ///     tx.write(scratch, 2);
     ///     tx.forget(scratch);

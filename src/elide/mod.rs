@@ -612,6 +612,15 @@ fn plain_lock_only() -> bool {
     LOCK_GATE.load(Ordering::Relaxed) == GATE_READY
 }
 
+/// Whether an acquisition past the gate may try a transaction. Inside a
+/// software transaction's body it may not: `tx::before_lock` makes that
+/// transaction irrevocable first, then the real lock is taken. Nor while
+/// unwinding: the section would abort at its end (see `Elision::exit`).
+#[inline]
+fn may_elide(rt: &Runtime) -> bool {
+    !crate::tx::before_lock() && rt.hardware_path && !std::thread::panicking()
+}
+
 /// Enters a section: transaction if possible, else the real lock.
 #[inline]
 fn acquire<G>(
@@ -645,10 +654,7 @@ fn acquire_slow<G>(
     take: TakeForModel,
 ) -> GuardState<G> {
     let rt = runtime();
-    // Inside a software transaction's body: made irrevocable, then the
-    // real lock (see `tx::before_lock`). A section entered while unwinding
-    // would abort at its end (see `Elision::exit`): the real lock too.
-    if !crate::tx::before_lock() && rt.hardware_path && !std::thread::panicking() {
+    if may_elide(rt) {
         match elision.enter(rt, key, busy, readers, Nesting::Blocking, take) {
             Entering::Transaction(entered) => return GuardState::transaction(entered),
             Entering::Lock(Some(gave_up)) => elision.fell_back(key, gave_up, true),
@@ -672,7 +678,7 @@ fn try_acquire<G>(
         return try_lock().map(GuardState::locked);
     }
     let rt = runtime();
-    if !crate::tx::before_lock() && rt.hardware_path && !std::thread::panicking() {
+    if may_elide(rt) {
         match elision.enter(rt, key, busy, readers, Nesting::Try, take) {
             Entering::Transaction(entered) => return Some(GuardState::transaction(entered)),
             Entering::Lock(Some(gave_up)) => {
@@ -779,7 +785,7 @@ fn acquire_until<G>(
     take: TakeForModel,
 ) -> Option<GuardState<G>> {
     let rt = runtime();
-    if !crate::tx::before_lock() && rt.hardware_path && !std::thread::panicking() {
+    if may_elide(rt) {
         match elision.enter(rt, key, busy, readers, Nesting::Timed, take) {
             Entering::Transaction(entered) => return Some(GuardState::transaction(entered)),
             Entering::Lock(Some(gave_up)) => {
