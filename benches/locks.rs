@@ -25,9 +25,7 @@ mod harness;
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
-use std::time::Duration;
 
-use criterion::Criterion;
 use crossbeam_utils::CachePadded;
 use harness::{
     print_table, Figure, Lock, Meter, Ops, OpsRequest, PthreadMutex, Ratio, Timing, XorShift,
@@ -191,15 +189,7 @@ fn child_ops(req: &OpsRequest) {
 /// Criterion's measurement of every (workload, threads, peer), each sample
 /// in a child process of the peer's group.
 fn criterion_peers(quick: bool) {
-    let (warm_up, measurement) = if quick {
-        (Duration::from_millis(100), Duration::from_millis(300))
-    } else {
-        (Duration::from_millis(500), Duration::from_secs(2))
-    };
-    let mut c = Criterion::default()
-        .sample_size(10)
-        .warm_up_time(warm_up)
-        .measurement_time(measurement);
+    let mut c = harness::peer_criterion(quick);
     for threads in THREADS {
         for workload in WORKLOADS {
             let mut g = c.benchmark_group(format!("locks {workload} thr={threads}"));

@@ -26,7 +26,6 @@ mod harness;
 
 use std::time::Duration;
 
-use criterion::Criterion;
 use harness::{
     print_paired, print_table, Figure, Lock, Meter, Ops, PthreadMutex, Ratio, Timing, XorShift,
 };
@@ -335,15 +334,7 @@ fn run_peer<Mt: Meter>(
 /// Criterion's measurement of every (workload, threads, peer), in this
 /// process: each sample runs the requested number of operations.
 fn criterion_peers(quick: bool) {
-    let (warm_up, measurement) = if quick {
-        (Duration::from_millis(100), Duration::from_millis(300))
-    } else {
-        (Duration::from_millis(500), Duration::from_secs(2))
-    };
-    let mut c = Criterion::default()
-        .sample_size(10)
-        .warm_up_time(warm_up)
-        .measurement_time(measurement);
+    let mut c = harness::peer_criterion(quick);
     for threads in [1, 2] {
         for workload in WORKLOADS {
             let mut g = c.benchmark_group(format!("tm {workload} thr={threads}"));

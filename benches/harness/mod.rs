@@ -535,3 +535,17 @@ impl<T: Send> Lock<T> for PthreadMutex<T> {
         }
     }
 }
+
+/// Criterion for the peer comparisons: 10 samples a figure, a short warm-up
+/// and measurement with `--quick`.
+pub fn peer_criterion(quick: bool) -> criterion::Criterion {
+    let (warm_up, measurement) = if quick {
+        (Duration::from_millis(100), Duration::from_millis(300))
+    } else {
+        (Duration::from_millis(500), Duration::from_secs(2))
+    };
+    criterion::Criterion::default()
+        .sample_size(10)
+        .warm_up_time(warm_up)
+        .measurement_time(measurement)
+}
