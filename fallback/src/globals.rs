@@ -5,6 +5,7 @@ use core::fmt;
 
 use crossbeam_utils::CachePadded;
 
+use crate::striped::Stripes;
 use crate::sync::{AtomicU64, Backoff, Ordering};
 
 /// The waiting bit of `seq` (bit 62): set while a transaction waits in
@@ -92,6 +93,9 @@ pub struct Globals {
     serial: CachePadded<Tickets>,
     /// Transactions blocked in `retry`: their number, and where they sleep.
     parked: CachePadded<(std::sync::Mutex<u64>, std::sync::Condvar)>,
+    /// The ownership records of a software-only domain (see `striped.rs`),
+    /// allocated by its first transaction begun without hardware.
+    stripes: std::sync::OnceLock<Stripes>,
 }
 
 /// The serial ticket lock; both words share a line, as in any ticket lock.
@@ -126,6 +130,7 @@ impl Globals {
                 serving: AtomicU64::new(0),
             }),
             parked: CachePadded::new((std::sync::Mutex::new(0), std::sync::Condvar::new())),
+            stripes: std::sync::OnceLock::new(),
         }
     }
 
@@ -141,6 +146,7 @@ impl Globals {
                 serving: AtomicU64::new(0),
             }),
             parked: CachePadded::new((std::sync::Mutex::new(0), std::sync::Condvar::new())),
+            stripes: std::sync::OnceLock::new(),
         }
     }
 
@@ -214,6 +220,101 @@ impl Globals {
     #[inline]
     pub(crate) fn withdraw_software(&self) {
         self.sw_active.fetch_sub(1, Ordering::Release);
+    }
+
+    /// The ownership records, if the domain is software-only.
+    #[inline]
+    pub(crate) fn stripes(&self) -> Option<&Stripes> {
+        self.stripes.get()
+    }
+
+    /// The ownership records, allocated at the first call: the domain is
+    /// software-only from then on.
+    #[inline]
+    pub(crate) fn stripes_or_init(&self) -> &Stripes {
+        match self.stripes.get() {
+            Some(s) => s,
+            None => self.stripes.get_or_init(Stripes::new),
+        }
+    }
+
+    /// Whether this domain is software-only: a transaction was begun in it
+    /// without hardware ([`SoftTx::begin_without_hardware`]), so its
+    /// software transactions follow the striped protocol (ownership
+    /// records and a version clock) rather than NOrec.
+    ///
+    /// ```
+    /// use hytm_fallback::{Globals, SoftTx};
+    ///
+    /// let g = Globals::new();
+    /// assert!(!g.is_striped());
+    /// drop(SoftTx::begin_without_hardware(&g));
+    /// assert!(g.is_striped());
+    /// ```
+    ///
+    /// [`SoftTx::begin_without_hardware`]: crate::SoftTx::begin_without_hardware
+    #[must_use]
+    pub fn is_striped(&self) -> bool {
+        self.stripes.get().is_some()
+    }
+
+    /// Reads a word outside any transaction: its last committed value, never
+    /// a value a running write-back or serial transaction may still undo or
+    /// complete. Waits while a commit to it is in flight (in a hybrid
+    /// domain, while `seq` is odd); `own_serial` says whether the calling
+    /// thread itself runs the serial transaction (it then reads in place,
+    /// since waiting would be for itself). Asked only when that matters.
+    ///
+    /// ```
+    /// use hytm_fallback::{Globals, SoftTx};
+    /// use std::sync::atomic::AtomicU64;
+    ///
+    /// let g = Globals::new();
+    /// let x = AtomicU64::new(1);
+    /// let mut tx = SoftTx::begin_without_hardware(&g);
+    /// tx.write(&x, 2);
+    /// assert_eq!(g.load_committed(&x, || false), 1);
+    /// tx.commit().unwrap();
+    /// assert_eq!(g.load_committed(&x, || false), 2);
+    /// ```
+    pub fn load_committed(&self, w: &AtomicU64, own_serial: impl Fn() -> bool) -> u64 {
+        let backoff = Backoff::new();
+        loop {
+            if let Some(stripes) = self.stripes() {
+                let record = stripes.of(w);
+                if let Some((_, v)) = crate::striped::read_pair(record, w) {
+                    return v;
+                }
+                // Relaxed: whether the holder is this thread's own serial
+                // transaction; only that thread can set and clear it.
+                if record.load(Ordering::Relaxed) == crate::striped::SERIAL && own_serial() {
+                    // Relaxed: our own in-place write.
+                    return w.load(Ordering::Relaxed);
+                }
+            } else {
+                // Acquire: the writes of every commit up to `before` are
+                // visible to the load below (seqlock reader).
+                let before = self.seq.load(Ordering::Acquire);
+                if before & 1 == 1 && own_serial() {
+                    // This thread's own serial transaction holds `seq` odd:
+                    // nobody else writes now, and our own writes are in
+                    // place: the value is current.
+                    // Relaxed: as above.
+                    return w.load(Ordering::Relaxed);
+                }
+                if before & 1 == 0 {
+                    // Relaxed, then an Acquire fence before re-reading
+                    // `seq`: if a writer's store reached us, so did its odd
+                    // `seq`.
+                    let v = w.load(Ordering::Relaxed);
+                    crate::sync::fence(Ordering::Acquire);
+                    if self.seq.load(Ordering::Relaxed) == before {
+                        return v;
+                    }
+                }
+            }
+            backoff.snooze();
+        }
     }
 
     /// Whether a serial transaction is queued or running: software writers

@@ -78,6 +78,7 @@ mod globals;
 mod log;
 mod norec;
 mod serial;
+mod striped;
 mod sync;
 
 /// The HTM model's core (`--cfg hytm_model` only); `hytm::rtm` is its

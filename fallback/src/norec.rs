@@ -15,6 +15,7 @@ use core::marker::PhantomData;
 use core::mem::ManuallyDrop;
 
 use crate::log::{self, Addr, LogBox};
+use crate::striped::{self, version, Stripes};
 use crate::sync::{fence, AtomicU64, Backoff, Ordering};
 use crate::Globals;
 
@@ -139,6 +140,13 @@ pub struct SoftTx<'g, 'env> {
     /// Whether this transaction counts itself in `sw_active` (false only
     /// for [`SoftTx::begin_without_hardware`]).
     announced: bool,
+    /// The domain's ownership records when it is software-only: the
+    /// transaction then follows the striped protocol (`striped.rs`), with
+    /// `snapshot` as its read version; `None`: NOrec.
+    stripes: Option<&'g Stripes>,
+    /// A read failed: the attempt must restart, and `commit` refuses it
+    /// (NOrec also parks `snapshot` at `DOOMED`; striped, at 0).
+    doomed: bool,
     /// Read log and redo log; every address in them came from a
     /// `&'env AtomicU64`.
     logs: ManuallyDrop<LogBox>,
@@ -173,14 +181,17 @@ impl<'g, 'env> SoftTx<'g, 'env> {
         Self::begin_for(g, true)
     }
 
-    /// Starts a software transaction that does not announce itself in
-    /// `sw_active`: for domains in which no hardware transaction can ever
-    /// run (the process has no usable RTM, or runs in fallback mode), where
-    /// `sw_active` has no reader and its two atomic updates per transaction
-    /// are pure cost.
+    /// Starts a software transaction of a software-only domain: one in
+    /// which no hardware transaction can ever run (the process has no
+    /// usable RTM, or runs in fallback mode). It does not announce itself
+    /// in `sw_active` (nobody would read it), and it follows the striped
+    /// protocol: ownership records striped over the words and a global
+    /// version clock (TL2-style), so that commits to disjoint words do not
+    /// all meet on one cache line. The domain allocates its records at its
+    /// first such transaction.
     ///
-    /// Mixing it with hardware transactions of the same domain is a bug: they
-    /// would not notice this transaction.
+    /// Mixing it with [`begin`](Self::begin) (or hardware transactions) in
+    /// the same domain is a bug: the two protocols do not see each other.
     ///
     /// # Examples
     ///
@@ -224,19 +235,29 @@ impl<'g, 'env> SoftTx<'g, 'env> {
     #[inline]
     #[must_use]
     pub fn begin_for(g: &'g Globals, hardware: bool) -> Self {
-        if hardware {
+        let stripes = if hardware {
+            debug_assert!(
+                g.stripes().is_none(),
+                "a hybrid transaction in a software-only (striped) domain"
+            );
             g.announce_software();
-        }
+            None
+        } else {
+            Some(g.stripes_or_init())
+        };
         let logs = ManuallyDrop::new(log::take());
+        let seq = even_seq(g);
         // Every field is computed before the value is built, so that the
         // caller's `Tx` gets it in place (building it first and then setting
         // `snapshot` made LLVM assemble it on the stack and copy it over at
         // odd offsets, which stalls store forwarding).
         SoftTx {
             g,
-            snapshot: even_seq(g),
+            snapshot: if hardware { seq } else { version(seq) },
             restarts: 0,
             announced: hardware,
+            stripes,
+            doomed: false,
             logs,
             _env: PhantomData,
         }
@@ -271,6 +292,9 @@ impl<'g, 'env> SoftTx<'g, 'env> {
         if let Some(v) = self.logs.writes.get(a) {
             return Ok(v);
         }
+        if let Some(stripes) = self.stripes {
+            return self.read_striped(stripes, w);
+        }
         // Relaxed: the seqlock reader pattern; the Acquire fence below orders
         // it before the `seq` re-check.
         let mut v = w.load(Ordering::Relaxed);
@@ -297,7 +321,7 @@ impl<'g, 'env> SoftTx<'g, 'env> {
             if let Err(r) = self.revalidate() {
                 // Remembered: a body that swallows this error can neither
                 // read on nor commit.
-                self.snapshot = DOOMED;
+                self.doom();
                 return Err(r);
             }
             // Relaxed, fence, Relaxed: the seqlock reader, as in `read`.
@@ -307,8 +331,83 @@ impl<'g, 'env> SoftTx<'g, 'env> {
                 return Ok(v);
             }
         }
-        self.snapshot = DOOMED;
+        self.doom();
         Err(Restart)
+    }
+
+    /// A read of a striped domain: the word, if its record is unlocked,
+    /// unchanged across the read and not newer than the snapshot.
+    #[inline(always)]
+    fn read_striped(&mut self, stripes: &'g Stripes, w: &'env AtomicU64) -> Result<u64, Restart> {
+        let record = stripes.of(w);
+        match striped::read_pair(record, w) {
+            Some((o, v)) if o <= self.snapshot => {
+                self.logs.reads.push((record, o));
+                Ok(v)
+            }
+            _ => self.read_striped_slow(stripes, w),
+        }
+    }
+
+    /// The record was locked, moved, or is newer than the snapshot: wait
+    /// for the holder, or extend the snapshot, and read again (bounded like
+    /// `read_slow`).
+    #[cold]
+    #[inline(never)]
+    fn read_striped_slow(
+        &mut self,
+        stripes: &'g Stripes,
+        w: &'env AtomicU64,
+    ) -> Result<u64, Restart> {
+        let record = stripes.of(w);
+        let backoff = Backoff::new();
+        for _ in 0..VALIDATE_ROUNDS {
+            if self.doomed {
+                return Err(Restart);
+            }
+            match striped::read_pair(record, w) {
+                Some((o, v)) if o <= self.snapshot => {
+                    self.logs.reads.push((record, o));
+                    return Ok(v);
+                }
+                Some(_) => self.extend()?,
+                // Locked: a serial transaction holds it for its whole run
+                // (wait for the clock to turn even), a committer only for
+                // its write-back.
+                // Relaxed: hints of whom to wait for; the next read decides.
+                None if record.load(Ordering::Relaxed) == striped::SERIAL
+                    || self.g.seq().load(Ordering::Relaxed) & 1 == 1 =>
+                {
+                    wait_even(self.g);
+                }
+                None => backoff.spin(),
+            }
+        }
+        self.doom();
+        Err(Restart)
+    }
+
+    /// Moves a striped snapshot to the clock now, if every logged read is
+    /// still current (its record holds the version it had).
+    fn extend(&mut self) -> Result<(), Restart> {
+        // Taken before the records are checked: a commit at or below it
+        // locked its records before it moved the clock, so the checks see
+        // its lock or its new version.
+        let s = version(even_seq(self.g));
+        if striped::validate(&self.logs, 0) {
+            self.snapshot = s;
+            Ok(())
+        } else {
+            self.doom();
+            Err(Restart)
+        }
+    }
+
+    /// A read failed: remember it (see `doomed`).
+    #[cold]
+    fn doom(&mut self) {
+        self.doomed = true;
+        self.snapshot = if self.stripes.is_some() { 0 } else { DOOMED };
     }
 
     /// Writes a word into the redo log (overwriting an earlier write of the
@@ -376,11 +475,14 @@ impl<'g, 'env> SoftTx<'g, 'env> {
     #[inline]
     pub fn commit(&mut self) -> Result<(), Restart> {
         if self.logs.writes.is_empty() {
-            if self.snapshot == DOOMED {
+            if self.doomed {
                 return Err(Restart);
             }
             self.logs.reads.clear();
             return Ok(());
+        }
+        if let Some(stripes) = self.stripes {
+            return self.commit_striped(stripes);
         }
         let s = self.snapshot;
         let won = !self.g.serial_pending()
@@ -435,13 +537,86 @@ impl<'g, 'env> SoftTx<'g, 'env> {
         Err(Restart)
     }
 
-    /// We hold `seq` (odd = snapshot + 1): publish the redo log, release.
+    /// The striped commit: lock the write set's records, move the clock,
+    /// validate the reads (unless no commit came between), write back,
+    /// release the records at the new version.
     #[inline]
-    fn write_back(&mut self) {
-        // Release fence: orders our odd `seq` before every data store below,
-        // so a reader whose (Acquire-fenced) load sees one of them also sees
-        // `seq` odd or later, and rejects its snapshot.
+    fn commit_striped(&mut self, stripes: &'g Stripes) -> Result<(), Restart> {
+        if self.doomed {
+            return Err(Restart);
+        }
+        if self.g.serial_pending() {
+            self.wait_for_serial_queue();
+        }
+        let me = striped::owner(&self.logs);
+        striped::lock_write_set(stripes, &mut self.logs, me)?;
+        let Some(s) = self.take_clock() else {
+            striped::release(&mut self.logs.locks, None);
+            return Err(Restart);
+        };
+        if version(s) != self.snapshot && !striped::validate(&self.logs, me) {
+            striped::release(&mut self.logs.locks, None);
+            return Err(Restart);
+        }
+        // Release fence: orders the record locks before the data stores
+        // (seqlock writer; see `striped::read_pair`).
         fence(Ordering::Release);
+        self.publish_redo_log();
+        let v = version(s + 2);
+        striped::release(&mut self.logs.locks, Some(v));
+        self.snapshot = v;
+        self.logs.clear_committed();
+        if s & crate::globals::WAITING != 0 {
+            self.g.wake_waiters();
+        }
+        Ok(())
+    }
+
+    /// A serial transaction is queued: let it take the clock first (a
+    /// bounded wait, as in `lock_slow`), before locking anything it might
+    /// wait on.
+    #[cold]
+    #[inline(never)]
+    fn wait_for_serial_queue(&self) {
+        let waiting = Backoff::new();
+        while self.g.serial_pending() && !waiting.is_completed() {
+            waiting.snooze();
+        }
+    }
+
+    /// Moves the striped clock by one commit (`s -> s + 2`); returns `s`.
+    /// `None` if a serial transaction holds it (the caller releases its
+    /// records, which the serial one may be waiting for, and restarts).
+    #[inline]
+    fn take_clock(&self) -> Option<u64> {
+        let backoff = Backoff::new();
+        for _ in 0..COMMIT_ROUNDS {
+            // Relaxed: a guess for the CAS.
+            let s = self.g.seq().load(Ordering::Relaxed);
+            if s & 1 == 1 {
+                return None;
+            }
+            // AcqRel on success: Release orders our record locks before the
+            // clock for a serial transaction that takes it next (it then
+            // sees them and waits for our release); Acquire keeps our
+            // write-back after the commits before. Relaxed on failure: the
+            // loop reloads.
+            if self
+                .g
+                .seq()
+                .compare_exchange(s, s + 2, Ordering::AcqRel, Ordering::Relaxed)
+                .is_ok()
+            {
+                return Some(s);
+            }
+            backoff.spin();
+        }
+        None
+    }
+
+    /// Stores the redo log into the words.
+    #[inline(always)]
+    fn publish_redo_log(&self) {
         let entries = self.logs.writes.entries();
         // The first few entries in a loop of known bound: LLVM unrolls it
         // with an exit per entry. The general loop alone costs more for the
@@ -450,12 +625,22 @@ impl<'g, 'env> SoftTx<'g, 'env> {
         // transfer, callgrind).
         let (head, tail) = entries.split_at(entries.len().min(SHORT_WRITE_BACK));
         // SAFETY: every address was logged by `write` from a
-        // `&'env AtomicU64`; we are inside `&mut self` of a
+        // `&'env AtomicU64`; we are inside `&self` of a
         // `SoftTx<'_, 'env>`, so `'env` is still live.
         unsafe {
             publish(head);
             publish(tail);
         }
+    }
+
+    /// We hold `seq` (odd = snapshot + 1): publish the redo log, release.
+    #[inline]
+    fn write_back(&mut self) {
+        // Release fence: orders our odd `seq` before every data store below,
+        // so a reader whose (Acquire-fenced) load sees one of them also sees
+        // `seq` odd or later, and rejects its snapshot.
+        fence(Ordering::Release);
+        self.publish_redo_log();
         let s = self.snapshot + 2;
         // Release: publishes the write-back to whoever Acquire-loads `seq`.
         self.g.seq().store(s, Ordering::Release);
@@ -474,7 +659,7 @@ impl<'g, 'env> SoftTx<'g, 'env> {
     #[cold]
     #[inline(never)]
     fn revalidate(&mut self) -> Result<(), Restart> {
-        if self.snapshot == DOOMED {
+        if self.doomed {
             return Err(Restart);
         }
         let backoff = Backoff::new();
@@ -522,7 +707,18 @@ impl<'g, 'env> SoftTx<'g, 'env> {
     /// ```
     pub fn discard(&mut self) {
         self.logs.clear();
-        self.snapshot = even_seq(self.g);
+        self.fresh_snapshot();
+    }
+
+    /// A new attempt's snapshot (waiting while `seq` is odd).
+    fn fresh_snapshot(&mut self) {
+        let s = even_seq(self.g);
+        self.snapshot = if self.stripes.is_some() {
+            version(s)
+        } else {
+            s
+        };
+        self.doomed = false;
     }
 
     /// Forgets this attempt (both logs) and takes a fresh snapshot, waiting
@@ -644,7 +840,7 @@ impl<'g, 'env> SoftTx<'g, 'env> {
     /// ```
     #[must_use]
     pub fn is_doomed(&self) -> bool {
-        self.snapshot == DOOMED
+        self.doomed
     }
 
     /// Rolls this attempt back and blocks (parked, not spinning) until a
@@ -659,14 +855,15 @@ impl<'g, 'env> SoftTx<'g, 'env> {
     pub fn wait_for_change(&mut self) {
         let reads = core::mem::take(&mut self.logs.reads);
         self.logs.clear();
-        if self.snapshot != DOOMED {
-            // SAFETY: the addresses came from `&'env AtomicU64`s, and
-            // `'env` outlives `self`.
+        if !self.doomed {
+            // SAFETY: the addresses came from `&'env AtomicU64`s (words, or
+            // in a striped domain their records, which live as long as the
+            // domain), and `'env` outlives `self`.
             unsafe { self.g.wait_for_change(&reads) };
         }
         self.logs.reads = reads;
         self.logs.reads.clear();
-        self.snapshot = even_seq(self.g);
+        self.fresh_snapshot();
     }
 
     /// Whether this attempt has written nothing (its commit is then free).
@@ -789,6 +986,7 @@ impl fmt::Debug for SoftTx<'_, '_> {
             .field("reads", &self.logs.reads.len())
             .field("writes", &self.logs.writes.entries().len())
             .field("restarts", &self.restarts)
+            .field("striped", &self.stripes.is_some())
             .finish()
     }
 }

@@ -7,6 +7,7 @@ use core::marker::PhantomData;
 use core::mem::ManuallyDrop;
 
 use crate::log::{self, Addr, LogBox};
+use crate::striped::{self, Stripes};
 use crate::sync::{fence, AtomicU64, Backoff, Ordering};
 use crate::Globals;
 
@@ -63,6 +64,11 @@ pub struct SerialTx<'g, 'env> {
     committed: bool,
     /// Whether this transaction counts itself in `sw_active`.
     announced: bool,
+    /// The domain's ownership records when it is software-only: the
+    /// transaction then locks the record of every word it writes (and
+    /// waits out committers holding those it reads) until it ends; see
+    /// `striped.rs`.
+    stripes: Option<&'g Stripes>,
     /// Undo log in `logs.writes`: first value of every word written, from a
     /// `&'env AtomicU64`.
     logs: ManuallyDrop<LogBox>,
@@ -94,8 +100,8 @@ impl<'g, 'env> SerialTx<'g, 'env> {
         Self::begin_for(g, true)
     }
 
-    /// Starts a serial transaction that does not announce itself in
-    /// `sw_active`, for domains in which no hardware transaction can run;
+    /// Starts a serial transaction of a software-only domain: it does not
+    /// announce itself in `sw_active`, and it follows the striped protocol;
     /// see [`SoftTx::begin_without_hardware`](crate::SoftTx::begin_without_hardware).
     ///
     /// # Examples
@@ -133,16 +139,19 @@ impl<'g, 'env> SerialTx<'g, 'env> {
     #[inline]
     #[must_use]
     pub fn begin_for(g: &'g Globals, hardware: bool) -> Self {
-        if hardware {
+        let stripes = if hardware {
             g.announce_software();
-        }
-        Self::start(g, hardware)
+            None
+        } else {
+            Some(g.stripes_or_init())
+        };
+        Self::start(g, hardware, stripes)
     }
 
     // Inline, with the waiting out of line: the value is then built in
     // place in the caller's `Tx` instead of being copied there.
     #[inline]
-    fn start(g: &'g Globals, announced: bool) -> Self {
+    fn start(g: &'g Globals, announced: bool, stripes: Option<&'g Stripes>) -> Self {
         let ticket = g.serial_ticket();
         if g.serial_serving() != ticket {
             wait_for_turn(g, ticket);
@@ -158,6 +167,7 @@ impl<'g, 'env> SerialTx<'g, 'env> {
             ticket,
             committed: false,
             announced,
+            stripes,
             logs: ManuallyDrop::new(log::take()),
             _env: PhantomData,
         }
@@ -178,6 +188,9 @@ impl<'g, 'env> SerialTx<'g, 'env> {
     /// ```
     #[inline]
     pub fn read(&mut self, w: &'env AtomicU64) -> u64 {
+        if let Some(stripes) = self.stripes {
+            striped::wait_for_serial_read(stripes, w);
+        }
         // Relaxed: nobody else stores while we hold `seq` odd, and our
         // Acquire CAS made all earlier commits visible.
         let v = w.load(Ordering::Relaxed);
@@ -207,6 +220,9 @@ impl<'g, 'env> SerialTx<'g, 'env> {
     #[inline]
     pub fn write(&mut self, w: &'env AtomicU64, v: u64) {
         let a: Addr = w;
+        if let Some(stripes) = self.stripes {
+            striped::lock_for_serial(stripes, &mut self.logs, a);
+        }
         match self.logs.writes.position(a) {
             None => {
                 // Relaxed: as in `read`.
@@ -394,6 +410,11 @@ impl Drop for SerialTx<'_, '_> {
     fn drop(&mut self) {
         if !self.committed {
             self.roll_back();
+        }
+        if self.stripes.is_some() {
+            // Before the clock: a reader that sees the clock move past the
+            // serial transaction finds the records released.
+            striped::release(&mut self.logs.locks, Some(striped::version(self.odd + 1)));
         }
         // SAFETY: `drop` runs once and nothing touches `self.logs` after
         // this line, so taking the box out of its `ManuallyDrop` is sound.

@@ -10,13 +10,17 @@ use hytm_fallback::AtomicU64;
 use hytm_fallback::Globals;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::Relaxed};
 
+on_both_protocols!(
+    bank_total_holds_inside_every_transaction,
+    counter_has_no_lost_updates,
+    readers_and_writers_on_disjoint_words_do_not_block_each_other,
+);
+
 const ACCOUNTS: usize = 64;
 const INITIAL: u64 = 1000;
 const TOTAL: u64 = ACCOUNTS as u64 * INITIAL;
 
-#[test]
-fn bank_total_holds_inside_every_transaction() {
-    let g = Globals::new();
+fn bank_total_holds_inside_every_transaction(g: Globals) {
     let accounts: Vec<AtomicU64> = (0..ACCOUNTS).map(|_| AtomicU64::new(INITIAL)).collect();
     let writers = if cfg!(miri) { 2 } else { 3 };
     let transfers = iters(100_000, 60);
@@ -87,9 +91,7 @@ fn bank_total_holds_inside_every_transaction() {
     );
 }
 
-#[test]
-fn counter_has_no_lost_updates() {
-    let g = Globals::new();
+fn counter_has_no_lost_updates(g: Globals) {
     let hits = AtomicU64::new(0);
     let shadow = AtomicU64::new(0);
     let threads = if cfg!(miri) { 3 } else { 4 };
@@ -123,15 +125,19 @@ fn counter_has_no_lost_updates() {
     assert_eq!(hits.load(Relaxed), want);
     assert_eq!(shadow.load(Relaxed), want);
     assert_eq!(g.sw_active().load(Relaxed), 0);
-    // Every increment committed exactly once, each moving seq by 2.
-    assert_eq!(g.seq().load(Relaxed), 2 * want);
+    // Every increment committed exactly once, each moving seq by 2 (a
+    // striped commit takes its clock tick before it validates, so one that
+    // then fails moves it too).
+    if g.is_striped() {
+        assert!(g.seq().load(Relaxed) >= 2 * want);
+    } else {
+        assert_eq!(g.seq().load(Relaxed), 2 * want);
+    }
 }
 
-#[test]
-fn readers_and_writers_on_disjoint_words_do_not_block_each_other() {
+fn readers_and_writers_on_disjoint_words_do_not_block_each_other(g: Globals) {
     // Value-based validation: a reader whose words did not change keeps
     // going however many unrelated commits land.
-    let g = Globals::new();
     let mine = AtomicU64::new(42);
     let other = AtomicU64::new(0);
     let stop = AtomicBool::new(false);

@@ -19,6 +19,12 @@ fn active(g: &Globals) -> u64 {
     g.sw_active().load(Relaxed)
 }
 
+on_both_protocols!(
+    serial_tx_excludes_software_committers,
+    serial_txs_exclude_each_other,
+    software_readers_never_see_a_half_done_serial_tx,
+);
+
 #[test]
 fn commit_publishes_direct_writes_and_releases() {
     let g = Globals::new();
@@ -83,16 +89,14 @@ fn panicking_serial_tx_leaves_no_writes() {
     assert_eq!(words[0].load(Relaxed), 5);
 }
 
-#[test]
-fn serial_tx_excludes_software_committers() {
-    let g = Globals::new();
+fn serial_tx_excludes_software_committers(g: Globals) {
     let x = AtomicU64::new(0);
     let ready = AtomicBool::new(false);
     let go = AtomicBool::new(false);
     let committed = AtomicBool::new(false);
     std::thread::scope(|s| {
         let h = s.spawn(|| {
-            let mut t = SoftTx::begin(&g);
+            let mut t = SoftTx::begin_for(&g, !g.is_striped());
             let v = t.read(&x).unwrap();
             t.write(&x, v + 1);
             ready.store(true, Relaxed);
@@ -117,7 +121,7 @@ fn serial_tx_excludes_software_committers() {
         while !ready.load(Relaxed) {
             std::thread::yield_now();
         }
-        let mut ser = SerialTx::begin(&g);
+        let mut ser = SerialTx::begin_for(&g, !g.is_striped());
         go.store(true, Relaxed);
         std::thread::sleep(Duration::from_millis(20));
         assert!(
@@ -140,16 +144,14 @@ fn serial_tx_excludes_software_committers() {
     assert_eq!((seq(&g) % 2, active(&g)), (0, 0));
 }
 
-#[test]
-fn serial_txs_exclude_each_other() {
-    let g = Globals::new();
+fn serial_txs_exclude_each_other(g: Globals) {
     let x = AtomicU64::new(0);
     let (threads, n) = (3, iters(300, 20));
     std::thread::scope(|s| {
         for _ in 0..threads {
             s.spawn(|| {
                 for _ in 0..n {
-                    let mut t = SerialTx::begin(&g);
+                    let mut t = SerialTx::begin_for(&g, !g.is_striped());
                     let v = t.read(&x);
                     std::thread::yield_now(); // widen the window for a lost update
                     t.write(&x, v + 1);
@@ -163,10 +165,8 @@ fn serial_txs_exclude_each_other() {
     assert_eq!(active(&g), 0);
 }
 
-#[test]
-fn software_readers_never_see_a_half_done_serial_tx() {
+fn software_readers_never_see_a_half_done_serial_tx(g: Globals) {
     const TOTAL: u64 = 1000;
-    let g = Globals::new();
     let a = AtomicU64::new(TOTAL);
     let b = AtomicU64::new(0);
     let done = AtomicBool::new(false);
@@ -174,7 +174,7 @@ fn software_readers_never_see_a_half_done_serial_tx() {
     std::thread::scope(|s| {
         s.spawn(|| {
             for i in 0..n {
-                let mut t = SerialTx::begin(&g);
+                let mut t = SerialTx::begin_for(&g, !g.is_striped());
                 let (va, vb) = (t.read(&a), t.read(&b));
                 let amount = (i as u64 % 7).min(va);
                 t.write(&a, va - amount);

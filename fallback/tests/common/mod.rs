@@ -47,7 +47,7 @@ pub fn atomically<'env, R>(
 ) -> Outcome<R> {
     let restarts;
     {
-        let mut tx = SoftTx::begin(g);
+        let mut tx = SoftTx::begin_for(g, !g.is_striped());
         loop {
             match f(&mut tx).and_then(|r| tx.commit().map(|()| r)) {
                 Ok(value) => {
@@ -65,7 +65,7 @@ pub fn atomically<'env, R>(
             }
         }
     }
-    let mut tx = SerialTx::begin(g);
+    let mut tx = SerialTx::begin_for(g, !g.is_striped());
     let value = f(&mut tx).expect("a serial transaction never restarts");
     tx.commit();
     Outcome {
@@ -107,7 +107,7 @@ pub fn serially<'env, R>(
     g: &Globals,
     mut f: impl FnMut(&mut dyn Ops<'env>) -> Result<R, Restart>,
 ) -> R {
-    let mut tx = SerialTx::begin(g);
+    let mut tx = SerialTx::begin_for(g, !g.is_striped());
     let value = f(&mut tx).expect("a serial transaction never restarts");
     tx.commit();
     value
@@ -121,4 +121,32 @@ where
     F: FnMut(&mut dyn Ops<'env>) -> Result<R, Restart>,
 {
     f
+}
+
+/// A fresh domain: hybrid (NOrec, transactions announce themselves for
+/// hardware ones) or software-only (the striped protocol), as its first
+/// transaction decides.
+pub fn domain(striped: bool) -> Globals {
+    let g = Globals::new();
+    if striped {
+        drop(SoftTx::begin_without_hardware(&g));
+    }
+    g
+}
+
+/// Runs a test body on both protocols: `name::norec` and `name::striped`.
+#[macro_export]
+macro_rules! on_both_protocols {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[test]
+            fn norec() {
+                super::$name($crate::common::domain(false));
+            }
+            #[test]
+            fn striped() {
+                super::$name($crate::common::domain(true));
+            }
+        }
+    )*};
 }

@@ -1,0 +1,208 @@
+//! Tests of the striped protocol of software-only domains (ownership
+//! records and a version clock), one interleaving at a time on one thread.
+//! The multi-thread suites (`bank.rs`, `serial.rs`) run on both protocols.
+#![cfg(not(loom))] // loom builds run tests/loom.rs only
+
+mod common;
+
+use common::domain;
+use hytm_fallback::AtomicU64;
+use hytm_fallback::{Restart, SerialTx, SoftTx};
+use std::sync::atomic::Ordering::Relaxed;
+
+fn begin<'g, 'env>(g: &'g hytm_fallback::Globals) -> SoftTx<'g, 'env> {
+    SoftTx::begin_without_hardware(g)
+}
+
+#[test]
+fn a_domain_is_striped_from_its_first_transaction_without_hardware() {
+    let g = domain(false);
+    assert!(!g.is_striped());
+    let tx = begin(&g);
+    assert!(g.is_striped());
+    assert_eq!(
+        g.sw_active().load(Relaxed),
+        0,
+        "nobody reads sw_active here"
+    );
+    drop(tx);
+}
+
+#[test]
+fn a_commit_validates_its_reads_against_commits_since_its_snapshot() {
+    // The broken-validation catch: t1 read x, t2 then committed x; t1's
+    // commit (which writes only y) must fail and write nothing.
+    let g = domain(true);
+    let (x, y) = (AtomicU64::new(0), AtomicU64::new(0));
+    let mut t1 = begin(&g);
+    assert_eq!(t1.read(&x), Ok(0));
+    let mut t2 = begin(&g);
+    t2.write(&x, 1);
+    t2.commit().unwrap();
+    t1.write(&y, 1);
+    assert_eq!(
+        t1.commit(),
+        Err(Restart),
+        "t1 committed on a stale read of x"
+    );
+    assert_eq!(y.load(Relaxed), 0);
+    // Rerun: reads the new x and commits.
+    t1.restart();
+    let v = t1.read(&x).unwrap();
+    t1.write(&y, v + 1);
+    t1.commit().unwrap();
+    assert_eq!((x.load(Relaxed), y.load(Relaxed)), (1, 2));
+}
+
+#[test]
+fn a_read_newer_than_the_snapshot_extends_it_when_earlier_reads_are_current() {
+    let g = domain(true);
+    let (x, y) = (AtomicU64::new(0), AtomicU64::new(0));
+    let mut t1 = begin(&g);
+    assert_eq!(t1.read(&y), Ok(0));
+    let mut t2 = begin(&g);
+    t2.write(&x, 5);
+    t2.commit().unwrap();
+    // x is newer than t1's snapshot, y is unchanged: t1 moves on.
+    assert_eq!(t1.read(&x), Ok(5));
+    t1.write(&y, 1);
+    t1.commit().unwrap();
+}
+
+#[test]
+fn a_read_newer_than_the_snapshot_fails_when_an_earlier_read_changed() {
+    // Opacity: t1 read x = 0; t2 moved 1 from x to y. Returning the new y
+    // beside the old x would show t1 a total that never existed.
+    let g = domain(true);
+    let (x, y) = (AtomicU64::new(1), AtomicU64::new(0));
+    let mut t1 = begin(&g);
+    assert_eq!(t1.read(&x), Ok(1));
+    let mut t2 = begin(&g);
+    t2.write(&x, 0);
+    t2.write(&y, 1);
+    t2.commit().unwrap();
+    assert_eq!(t1.read(&y), Err(Restart));
+    assert!(t1.is_doomed());
+    assert_eq!(t1.commit(), Err(Restart), "a doomed transaction committed");
+}
+
+#[test]
+fn a_doomed_transaction_reads_nothing_written_since_its_snapshot() {
+    let g = domain(true);
+    let (x, y, z) = (AtomicU64::new(1), AtomicU64::new(0), AtomicU64::new(0));
+    let mut t1 = begin(&g);
+    t1.read(&x).unwrap();
+    let mut t2 = begin(&g);
+    t2.write(&x, 0);
+    t2.write(&y, 1);
+    t2.write(&z, 1);
+    t2.commit().unwrap();
+    assert_eq!(t1.read(&y), Err(Restart));
+    // The body swallowed the error and reads on: still refused.
+    assert_eq!(t1.read(&z), Err(Restart));
+}
+
+#[test]
+fn a_failed_commit_releases_its_records() {
+    // The broken-release catch: after t1's commit fails, the records of
+    // the words it meant to write must be free again, at their old
+    // versions: a reader and a writer of those words go straight through.
+    let g = domain(true);
+    let (x, y) = (AtomicU64::new(0), AtomicU64::new(0));
+    let mut t1 = begin(&g);
+    let v = t1.read(&x).unwrap();
+    t1.write(&x, v + 10);
+    t1.write(&y, 10);
+    let mut t2 = begin(&g);
+    t2.write(&x, 1);
+    t2.commit().unwrap();
+    assert_eq!(t1.commit(), Err(Restart));
+    drop(t1);
+    let mut t3 = begin(&g);
+    assert_eq!(t3.read(&y), Ok(0), "y's record was left locked");
+    t3.write(&y, 3);
+    assert_eq!(t3.commit(), Ok(()));
+    assert_eq!(g.load_committed(&y, || false), 3);
+}
+
+#[test]
+fn a_commit_releases_its_records_at_a_newer_version() {
+    // A transaction that began before a commit and reads one of its words
+    // afterwards must notice (extend), not take it as old.
+    let g = domain(true);
+    let (x, y) = (AtomicU64::new(0), AtomicU64::new(0));
+    let mut old = begin(&g);
+    old.read(&y).unwrap();
+    let mut w = begin(&g);
+    w.write(&x, 7);
+    w.write(&y, 7);
+    w.commit().unwrap();
+    assert_eq!(old.read(&x), Err(Restart), "x's new value looked old");
+}
+
+#[test]
+fn words_written_together_in_one_stripe_are_locked_once() {
+    // Adjacent words of one transaction, and one word written twice: the
+    // commit must not wait on its own records.
+    let g = domain(true);
+    let words: Vec<AtomicU64> = (0..64).map(|_| AtomicU64::new(0)).collect();
+    let mut tx = begin(&g);
+    for (i, w) in words.iter().enumerate() {
+        let v = tx.read(w).unwrap();
+        tx.write(w, v + i as u64);
+        tx.write(w, v + i as u64 + 1);
+    }
+    tx.commit().unwrap();
+    for (i, w) in words.iter().enumerate() {
+        assert_eq!(w.load(Relaxed), i as u64 + 1);
+    }
+}
+
+#[test]
+fn a_serial_transaction_locks_what_it_writes_until_it_ends() {
+    let g = domain(true);
+    let (x, y) = (AtomicU64::new(0), AtomicU64::new(0));
+    let mut reader = begin(&g);
+    reader.read(&y).unwrap();
+    {
+        let mut s = SerialTx::begin_without_hardware(&g);
+        s.write(&x, 9);
+        // In place, but not committed: an outside read still sees 0.
+        assert_eq!(x.load(Relaxed), 9);
+        std::thread::scope(|sc| {
+            let h = sc.spawn(|| g.load_committed(&x, || false));
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            assert!(!h.is_finished(), "a load read an uncommitted serial write");
+            drop(s); // not committed: undone, then released
+            assert_eq!(h.join().unwrap(), 0);
+        });
+    }
+    // The rolled-back serial transaction still moved the records' versions:
+    // harmless, the reader extends (y is unchanged).
+    assert_eq!(reader.read(&x), Ok(0));
+    reader.commit().unwrap();
+}
+
+#[test]
+fn a_retry_waits_on_records_and_wakes_on_a_commit() {
+    let g = domain(true);
+    let x = AtomicU64::new(0);
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let mut tx = begin(&g);
+            loop {
+                let v = tx.read(&x).unwrap();
+                if v != 0 {
+                    tx.commit().unwrap();
+                    return v;
+                }
+                tx.wait_for_change();
+            }
+        });
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        let mut w = begin(&g);
+        w.write(&x, 4);
+        w.commit().unwrap();
+    });
+    assert_eq!(x.load(Relaxed), 4);
+}
