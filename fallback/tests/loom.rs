@@ -1,4 +1,5 @@
-//! Loom models of the commit protocol: every interleaving (up to the
+//! Loom models of both commit protocols (NOrec, and the striped one of
+//! software-only domains): every interleaving (up to the
 //! preemption bound) of tiny two-thread programs over one or two words.
 //!
 //! ```text
@@ -15,6 +16,39 @@ use loom::sync::Arc;
 use loom::thread;
 use std::sync::atomic::Ordering::Relaxed;
 
+/// Each model runs on both protocols, in both arrangements of its two
+/// threads (see `pair`): `name::norec`, `name::striped`, and the same
+/// `_swapped`.
+macro_rules! on_both_protocols {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[test]
+            fn norec() {
+                super::$name(false, false);
+            }
+            #[test]
+            fn striped() {
+                super::$name(true, false);
+            }
+            #[test]
+            fn norec_swapped() {
+                super::$name(false, true);
+            }
+            #[test]
+            fn striped_swapped() {
+                super::$name(true, true);
+            }
+        }
+    )*};
+}
+
+on_both_protocols!(
+    transfer_and_reader_see_only_consistent_states,
+    two_writers_lose_no_update,
+    serial_and_software_writers_serialize,
+    rolled_back_serial_tx_is_never_seen
+);
+
 struct Env {
     g: Globals,
     a: AtomicU64,
@@ -22,12 +56,29 @@ struct Env {
 }
 
 impl Env {
-    fn new(a: u64, b: u64) -> Arc<Self> {
+    /// A domain with two words; `striped`: software-only (the striped
+    /// protocol), else hybrid (NOrec).
+    fn new(striped: bool, a: u64, b: u64) -> Arc<Self> {
+        let g = Globals::new();
+        if striped {
+            drop(SoftTx::begin_without_hardware(&g));
+        }
         Arc::new(Env {
-            g: Globals::new(),
+            g,
             a: AtomicU64::new(a),
             b: AtomicU64::new(b),
         })
+    }
+
+    /// Commits so far: exactly `n` for NOrec; at least `n` striped (a
+    /// striped commit takes its clock tick before it validates).
+    fn check_commits(&self, n: u64) {
+        let seq = self.g.seq().load(Relaxed);
+        if self.g.is_striped() {
+            assert!(seq >= 2 * n, "seq {seq} < 2 * {n}");
+        } else {
+            assert_eq!(seq, 2 * n);
+        }
     }
 
     /// Quiescent state: nobody in flight, `seq` even.
@@ -59,7 +110,7 @@ fn soft<'g, 'env, R>(
     g: &'g Globals,
     mut body: impl FnMut(&mut SoftTx<'g, 'env>) -> Result<R, Restart>,
 ) -> R {
-    let mut tx = SoftTx::begin(g);
+    let mut tx = SoftTx::begin_for(g, !g.is_striped());
     loop {
         match body(&mut tx).and_then(|r| tx.commit().map(|()| r)) {
             Ok(r) => return r,
@@ -68,12 +119,27 @@ fn soft<'g, 'env, R>(
     }
 }
 
-#[test]
-fn transfer_and_reader_see_only_consistent_states() {
-    model(|| {
-        let env = Env::new(1, 1);
-        let e = env.clone();
-        let t = thread::spawn(move || {
+/// Runs `x` and `y` on two threads: `x` spawned and `y` on this one, or
+/// (`swap`) the other way round. Loom's partial-order reduction remembers
+/// only the last access to each atomic, so a thread that loads a record
+/// and then CASes it hides the other thread's earlier loads of it; a model
+/// run in both arrangements explores both orders.
+fn pair(swap: bool, x: impl FnOnce() + Send + 'static, y: impl FnOnce() + Send + 'static) {
+    let (spawned, here): (Box<dyn FnOnce() + Send>, Box<dyn FnOnce() + Send>) = if swap {
+        (Box::new(y), Box::new(x))
+    } else {
+        (Box::new(x), Box::new(y))
+    };
+    let t = thread::spawn(spawned);
+    here();
+    t.join().unwrap();
+}
+
+fn transfer_and_reader_see_only_consistent_states(striped: bool, swap: bool) {
+    model(move || {
+        let env = Env::new(striped, 1, 1);
+        let (e, r) = (env.clone(), env.clone());
+        let writer = move || {
             soft(&e.g, |tx| {
                 let a = tx.read(&e.a)?;
                 let b = tx.read(&e.b)?;
@@ -81,84 +147,86 @@ fn transfer_and_reader_see_only_consistent_states() {
                 tx.write(&e.b, b + 1);
                 Ok(())
             })
-        });
-        let (a, b) = soft(&env.g, |tx| {
-            let a = tx.read(&env.a)?;
-            let b = tx.read(&env.b)?;
-            // Opacity: checked before the transaction can be rejected.
-            assert_eq!(a + b, 2, "reader saw a torn transfer");
-            Ok((a, b))
-        });
-        assert!((a, b) == (1, 1) || (a, b) == (0, 2));
-        t.join().unwrap();
-        assert_eq!((env.a.load(Relaxed), env.b.load(Relaxed)), (0, 2));
-        assert_eq!(env.g.seq().load(Relaxed), 2);
-        env.check_quiescent();
-    });
-}
-
-#[test]
-fn two_writers_lose_no_update() {
-    model(|| {
-        let env = Env::new(0, 0);
-        let e = env.clone();
-        let incr = |env: &Env| {
-            soft(&env.g, |tx| {
-                let v = tx.read(&env.a)?;
-                tx.write(&env.a, v + 1);
-                Ok(())
-            })
         };
-        let t = thread::spawn(move || incr(&e));
-        incr(&env);
-        t.join().unwrap();
-        assert_eq!(env.a.load(Relaxed), 2);
-        assert_eq!(env.g.seq().load(Relaxed), 4);
+        let reader = move || {
+            let (a, b) = soft(&r.g, |tx| {
+                let a = tx.read(&r.a)?;
+                let b = tx.read(&r.b)?;
+                // Opacity: checked before the transaction can be rejected.
+                assert_eq!(a + b, 2, "reader saw a torn transfer");
+                Ok((a, b))
+            });
+            assert!((a, b) == (1, 1) || (a, b) == (0, 2));
+        };
+        pair(swap, writer, reader);
+        assert_eq!((env.a.load(Relaxed), env.b.load(Relaxed)), (0, 2));
+        env.check_commits(1);
         env.check_quiescent();
     });
 }
 
-#[test]
-fn serial_and_software_writers_serialize() {
-    model(|| {
-        let env = Env::new(0, 0);
-        let e = env.clone();
-        let t = thread::spawn(move || {
-            let mut tx = SerialTx::begin(&e.g);
+fn two_writers_lose_no_update(striped: bool, swap: bool) {
+    model(move || {
+        let env = Env::new(striped, 0, 0);
+        let incr = |env: Arc<Env>| {
+            move || {
+                soft(&env.g, |tx| {
+                    let v = tx.read(&env.a)?;
+                    tx.write(&env.a, v + 1);
+                    Ok(())
+                })
+            }
+        };
+        pair(swap, incr(env.clone()), incr(env.clone()));
+        assert_eq!(env.a.load(Relaxed), 2);
+        env.check_commits(2);
+        env.check_quiescent();
+    });
+}
+
+fn serial_and_software_writers_serialize(striped: bool, swap: bool) {
+    model(move || {
+        let env = Env::new(striped, 0, 0);
+        let (e, f) = (env.clone(), env.clone());
+        let serial = move || {
+            let mut tx = SerialTx::begin_for(&e.g, !e.g.is_striped());
             let a = tx.read(&e.a);
             tx.write(&e.a, a + 1);
             let b = tx.read(&e.b);
             tx.write(&e.b, b + 1);
             tx.commit();
-        });
-        soft(&env.g, |tx| {
-            let a = tx.read(&env.a)?;
-            let b = tx.read(&env.b)?;
-            assert_eq!(a, b, "software tx saw a half-done serial tx");
-            tx.write(&env.a, a + 1);
-            tx.write(&env.b, b + 1);
-            Ok(())
-        });
-        t.join().unwrap();
+        };
+        let software = move || {
+            soft(&f.g, |tx| {
+                let a = tx.read(&f.a)?;
+                let b = tx.read(&f.b)?;
+                assert_eq!(a, b, "software tx saw a half-done serial tx");
+                tx.write(&f.a, a + 1);
+                tx.write(&f.b, b + 1);
+                Ok(())
+            })
+        };
+        pair(swap, serial, software);
         assert_eq!((env.a.load(Relaxed), env.b.load(Relaxed)), (2, 2));
         env.check_quiescent();
     });
 }
 
-#[test]
-fn rolled_back_serial_tx_is_never_seen() {
-    model(|| {
-        let env = Env::new(5, 5);
-        let e = env.clone();
-        let t = thread::spawn(move || {
-            let mut tx = SerialTx::begin(&e.g);
+fn rolled_back_serial_tx_is_never_seen(striped: bool, swap: bool) {
+    model(move || {
+        let env = Env::new(striped, 5, 5);
+        let (e, r) = (env.clone(), env.clone());
+        let serial = move || {
+            let mut tx = SerialTx::begin_for(&e.g, !e.g.is_striped());
             tx.write(&e.a, 6);
             tx.write(&e.b, 7);
             drop(tx); // not committed: undone before seq is released
-        });
-        let (a, b) = soft(&env.g, |tx| Ok((tx.read(&env.a)?, tx.read(&env.b)?)));
-        assert_eq!((a, b), (5, 5), "reader saw an undone write");
-        t.join().unwrap();
+        };
+        let reader = move || {
+            let (a, b) = soft(&r.g, |tx| Ok((tx.read(&r.a)?, tx.read(&r.b)?)));
+            assert_eq!((a, b), (5, 5), "reader saw an undone write");
+        };
+        pair(swap, serial, reader);
         assert_eq!((env.a.load(Relaxed), env.b.load(Relaxed)), (5, 5));
         env.check_quiescent();
     });
