@@ -108,7 +108,8 @@ pub use lock_api;
 pub use lock_api_04;
 pub use policy::{FallbackKind, Policy};
 pub use runtime::{
-    in_transaction, init, mode, mode_reason, Config, ConfigError, Injection, Mode, StatsOutput,
+    in_transaction, init, mode, mode_reason, stm_protocol, Config, ConfigError, Injection, Mode,
+    StatsOutput, StmProtocol,
 };
 pub use tqueue::TQueue;
 pub use tvar::TVar;

@@ -744,6 +744,65 @@ pub fn mode_reason() -> &'static str {
     &runtime().why
 }
 
+/// The protocol the software path follows in this process, chosen once
+/// with the mode.
+///
+/// ```
+/// use hytm::StmProtocol;
+/// let p = hytm::stm_protocol();
+/// // Hybrid NOrec exactly when hardware transactions can run.
+/// assert_eq!(p == StmProtocol::HybridNorec, hytm::mode() == hytm::Mode::Hardware);
+/// println!("software path: {p}");
+/// ```
+pub fn stm_protocol() -> StmProtocol {
+    if runtime().rtm.is_some() {
+        StmProtocol::HybridNorec
+    } else {
+        StmProtocol::Striped
+    }
+}
+
+/// The protocol of the software path (see [`stm_protocol`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum StmProtocol {
+    /// Hybrid NOrec: one sequence lock, value-based validation; safe beside
+    /// hardware transactions, which touch no metadata while no software
+    /// transaction runs. Used wherever hardware transactions can run (RTM,
+    /// or the HTM model).
+    HybridNorec,
+    /// Ownership records striped over the words and a version clock
+    /// (TL2/TinySTM style): commits to disjoint words do not meet on one
+    /// cache line. Used where no hardware transaction can run in the
+    /// process (no usable RTM, or fallback mode).
+    Striped,
+}
+
+impl StmProtocol {
+    /// A short name: `"hybrid-norec"` or `"striped"`.
+    ///
+    /// ```
+    /// assert_eq!(hytm::StmProtocol::Striped.name(), "striped");
+    /// ```
+    pub fn name(self) -> &'static str {
+        match self {
+            StmProtocol::HybridNorec => "hybrid-norec",
+            StmProtocol::Striped => "striped",
+        }
+    }
+}
+
+impl std::fmt::Display for StmProtocol {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            StmProtocol::HybridNorec => "hybrid NOrec (safe beside hardware transactions)",
+            StmProtocol::Striped => {
+                "striped (ownership records and a version clock; no hardware path)"
+            }
+        })
+    }
+}
+
 /// Whether this thread is inside a hardware transaction now (`xtest`).
 ///
 /// Always `false` where RTM is not usable.

@@ -249,29 +249,9 @@ impl<T: Word> TCell<T> {
             // serial transaction that the model lock keeps from finishing.
             return T::from_bits(self.word.load(Ordering::Relaxed));
         }
-        let seq = GLOBALS.seq();
-        let backoff = crossbeam_utils::Backoff::new();
-        loop {
-            // Acquire: the writes of every commit up to `before` are
-            // visible to the load below (seqlock reader).
-            let before = seq.load(Ordering::Acquire);
-            if before & 1 == 1 && in_serial_body() {
-                // This thread's own serial transaction holds `seq` odd:
-                // waiting would wait forever. Nobody else writes now, and
-                // our own writes are in place: the value is current.
-                return T::from_bits(self.word.load(Ordering::Relaxed));
-            }
-            if before & 1 == 0 {
-                // Relaxed, then an Acquire fence before re-reading `seq`:
-                // if a writer's store reached us, so did its odd `seq`.
-                let bits = self.word.load(Ordering::Relaxed);
-                std::sync::atomic::fence(Ordering::Acquire);
-                if seq.load(Ordering::Relaxed) == before {
-                    return T::from_bits(bits);
-                }
-            }
-            backoff.snooze();
-        }
+        // The last committed value (waiting while a commit to the word is
+        // in flight); this thread's own serial transaction reads in place.
+        T::from_bits(GLOBALS.load_committed(&self.word, in_serial_body))
     }
 
     /// A mutable reference proves no transaction uses the cell: sets it

@@ -67,7 +67,10 @@ pub fn report(with_mode: bool) -> Output {
         (None, None)
     };
     match (mode, mode_reason) {
-        (Some(m), Some(why)) => l.add("mode", format!("{m} ({why})")),
+        (Some(m), Some(why)) => {
+            l.add("mode", format!("{m} ({why})"));
+            l.add("stm", hytm::stm_protocol().to_string());
+        }
         _ => l.add("mode", "not resolved (see the error below)"),
     }
 
@@ -108,6 +111,7 @@ pub fn report(with_mode: bool) -> Output {
         "reason": info.reason(),
         "probe": probe,
         "mode": mode,
+        "stm": with_mode.then(|| hytm::stm_protocol().name()),
         "mode_reason": mode_reason,
     });
     Output {
