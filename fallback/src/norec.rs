@@ -286,7 +286,7 @@ impl<'g, 'env> SoftTx<'g, 'env> {
     /// tx.write(&x, 8);
     /// assert_eq!(tx.read(&x), Ok(8)); // read-your-writes
     /// ```
-    #[inline]
+    #[inline(always)]
     pub fn read(&mut self, w: &'env AtomicU64) -> Result<u64, Restart> {
         let a: Addr = w;
         if let Some(v) = self.logs.writes.get(a) {
