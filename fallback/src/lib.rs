@@ -1,5 +1,6 @@
 //! The software paths of hytm: a NOrec STM engine that stays correct beside
-//! hardware (RTM) transactions, and a serial-irrevocable mode.
+//! hardware (RTM) transactions, a striped (TL2-style) protocol for domains
+//! in which no hardware transaction can run, and a serial-irrevocable mode.
 //!
 //! This crate has no inline assembly and no hardware dependence: it runs on every
 //! target, under Miri, and under loom (`--cfg loom`). The `hytm` crate
@@ -17,6 +18,13 @@
 //! | hardware (in `hytm`) | `xbegin`; read `sw_active`; if non-zero, read `seq`, abort `0xfe` if odd | plain loads and stores | if `sw_active` was non-zero and it wrote: `seq += 2`; `xend` |
 //! | [`SoftTx`] | `sw_active += 1`; snapshot `seq` (wait while odd) | reads validated by value when `seq` moves; writes to a redo log | read-only: free; else CAS `seq` snapshot → +1, write back, store +2 |
 //! | [`SerialTx`] | `sw_active += 1`; ticket; CAS `seq` even → odd | direct, with an undo log | store `seq` odd + 1 |
+//!
+//! A domain whose transactions begin without hardware
+//! ([`SoftTx::begin_without_hardware`]) is software-only: its transactions
+//! skip `sw_active` and follow the striped protocol instead (ownership
+//! records over the words and `seq` as a version clock; see
+//! [`Globals::is_striped`]), so that commits to disjoint words do not all
+//! meet on `seq`'s line. The guarantees below hold on both.
 //!
 //! Guarantees, each tested in `tests/`:
 //!
