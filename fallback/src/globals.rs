@@ -282,14 +282,18 @@ impl Globals {
         loop {
             if let Some(stripes) = self.stripes() {
                 let record = stripes.of(w);
-                if let Some((_, v)) = crate::striped::read_pair(record, w) {
-                    return v;
-                }
-                // Relaxed: whether the holder is this thread's own serial
-                // transaction; only that thread can set and clear it.
-                if record.load(Ordering::Relaxed) == crate::striped::SERIAL && own_serial() {
-                    // Relaxed: our own in-place write.
-                    return w.load(Ordering::Relaxed);
+                if let Some((o, v)) = crate::striped::read_pair(record, w) {
+                    // Acquire (after the record loads): a version newer
+                    // than the clock belongs to a commit still writing
+                    // back (or a serial transaction running).
+                    let clock = self.seq.load(Ordering::Acquire);
+                    if o <= crate::striped::version(clock) {
+                        return v;
+                    }
+                    if clock & 1 == 1 && own_serial() {
+                        // Our own serial transaction's in-place write.
+                        return v;
+                    }
                 }
             } else {
                 // Acquire: the writes of every commit up to `before` are

@@ -316,23 +316,17 @@ pub(crate) struct Logs {
     pub(crate) reads: Vec<(Addr, u64)>,
     /// Redo log (software) or undo log (serial).
     pub(crate) writes: WriteSet,
-    /// Ownership records this transaction holds, with the version each
-    /// had before (striped domains only, see `striped.rs`): a software
-    /// writer's during its commit, a serial transaction's for its whole run.
-    pub(crate) locks: Vec<(Addr, u64)>,
 }
 
 impl Logs {
     const EMPTY: Logs = Logs {
         reads: Vec::new(),
         writes: WriteSet::new(),
-        locks: Vec::new(),
     };
 
     pub(crate) fn clear(&mut self) {
         self.reads.clear();
         self.writes.clear();
-        self.locks.clear();
     }
 
     /// Forgets the word at `a`, which is going away while the transaction

@@ -349,8 +349,8 @@ impl<'g, 'env> SoftTx<'g, 'env> {
         }
     }
 
-    /// The record was locked, moved, or is newer than the snapshot: wait
-    /// for the holder, or extend the snapshot, and read again (bounded like
+    /// The record moved under the read, or is newer than the snapshot:
+    /// read again, extending the snapshot first if needed (bounded like
     /// `read_slow`).
     #[cold]
     #[inline(never)]
@@ -370,16 +370,10 @@ impl<'g, 'env> SoftTx<'g, 'env> {
                     self.logs.reads.push((record, o));
                     return Ok(v);
                 }
+                // Newer than the snapshot (a commit since, or one writing
+                // back now): extend, which waits for the clock to be even.
                 Some(_) => self.extend()?,
-                // Locked: a serial transaction holds it for its whole run
-                // (wait for the clock to turn even), a committer only for
-                // its write-back.
-                // Relaxed: hints of whom to wait for; the next read decides.
-                None if record.load(Ordering::Relaxed) == striped::SERIAL
-                    || self.g.seq().load(Ordering::Relaxed) & 1 == 1 =>
-                {
-                    wait_even(self.g);
-                }
+                // A writer marked it while we read: read again.
                 None => backoff.spin(),
             }
         }
@@ -394,7 +388,7 @@ impl<'g, 'env> SoftTx<'g, 'env> {
         // locked its records before it moved the clock, so the checks see
         // its lock or its new version.
         let s = version(even_seq(self.g));
-        if striped::validate(&self.logs, 0) {
+        if striped::validate(&self.logs) {
             self.snapshot = s;
             Ok(())
         } else {
@@ -537,33 +531,31 @@ impl<'g, 'env> SoftTx<'g, 'env> {
         Err(Restart)
     }
 
-    /// The striped commit: lock the write set's records, move the clock,
-    /// validate the reads (unless no commit came between), write back,
-    /// release the records at the new version.
+    /// The striped commit: take the clock (odd) at a value at which the
+    /// reads are valid, mark the written records with the new version,
+    /// write back, release the clock at that version.
     #[inline]
     fn commit_striped(&mut self, stripes: &'g Stripes) -> Result<(), Restart> {
         if self.doomed {
             return Err(Restart);
         }
-        if self.g.serial_pending() {
-            self.wait_for_serial_queue();
-        }
-        let me = striped::owner(&self.logs);
-        striped::lock_write_set(stripes, &mut self.logs, me)?;
-        let Some(s) = self.take_clock() else {
-            striped::release(&mut self.logs.locks, None);
-            return Err(Restart);
-        };
-        if version(s) != self.snapshot && !striped::validate(&self.logs, me) {
-            striped::release(&mut self.logs.locks, None);
-            return Err(Restart);
-        }
-        // Release fence: orders the record locks before the data stores
-        // (seqlock writer; see `striped::read_pair`).
-        fence(Ordering::Release);
-        self.publish_redo_log();
+        // Relaxed: a guess for the CAS, which decides.
+        let s = self.g.seq().load(Ordering::Relaxed);
+        let won = version(s) == self.snapshot
+            && !self.g.serial_pending()
+            // Acquire on success: every earlier commit's write-back happens
+            // before ours. Relaxed on failure: the slow path re-reads.
+            && self
+                .g
+                .seq()
+                .compare_exchange(s, s + 1, Ordering::Acquire, Ordering::Relaxed)
+                .is_ok();
+        let s = if won { s } else { self.lock_clock_slow()? };
         let v = version(s + 2);
-        striped::release(&mut self.logs.locks, Some(v));
+        stripes.mark(self.logs.writes.entries(), v);
+        self.publish_redo_log();
+        // Release: publishes the write-back with the clock.
+        self.g.seq().store(s + 2, Ordering::Release);
         self.snapshot = v;
         self.logs.clear_committed();
         if s & crate::globals::WAITING != 0 {
@@ -572,46 +564,41 @@ impl<'g, 'env> SoftTx<'g, 'env> {
         Ok(())
     }
 
-    /// A serial transaction is queued: let it take the clock first (a
-    /// bounded wait, as in `lock_slow`), before locking anything it might
-    /// wait on.
+    /// Takes the clock after the fast CAS failed (another commit since the
+    /// snapshot, a serial transaction queued or running): validate at the
+    /// clock now, CAS, up to `COMMIT_ROUNDS` (as NOrec's `lock_slow`).
+    /// Returns the even clock value taken.
     #[cold]
     #[inline(never)]
-    fn wait_for_serial_queue(&self) {
-        let waiting = Backoff::new();
-        while self.g.serial_pending() && !waiting.is_completed() {
-            waiting.snooze();
-        }
-    }
-
-    /// Moves the striped clock by one commit (`s -> s + 2`); returns `s`.
-    /// `None` if a serial transaction holds it (the caller releases its
-    /// records, which the serial one may be waiting for, and restarts).
-    #[inline]
-    fn take_clock(&self) -> Option<u64> {
+    fn lock_clock_slow(&mut self) -> Result<u64, Restart> {
         let backoff = Backoff::new();
         for _ in 0..COMMIT_ROUNDS {
-            // Relaxed: a guess for the CAS.
-            let s = self.g.seq().load(Ordering::Relaxed);
-            if s & 1 == 1 {
-                return None;
+            // Queued serial transactions go first, for a bounded wait (see
+            // `lock_slow`).
+            let waiting = Backoff::new();
+            while self.g.serial_pending() && !waiting.is_completed() {
+                waiting.snooze();
             }
-            // AcqRel on success: Release orders our record locks before the
-            // clock for a serial transaction that takes it next (it then
-            // sees them and waits for our release); Acquire keeps our
-            // write-back after the commits before. Relaxed on failure: the
-            // loop reloads.
+            let s = even_seq(self.g);
+            if version(s) != self.snapshot {
+                if !striped::validate(&self.logs) {
+                    self.doom();
+                    return Err(Restart);
+                }
+                self.snapshot = version(s);
+            }
+            // Acquire / Relaxed: as in `commit_striped`.
             if self
                 .g
                 .seq()
-                .compare_exchange(s, s + 2, Ordering::AcqRel, Ordering::Relaxed)
+                .compare_exchange(s, s + 1, Ordering::Acquire, Ordering::Relaxed)
                 .is_ok()
             {
-                return Some(s);
+                return Ok(s);
             }
             backoff.spin();
         }
-        None
+        Err(Restart)
     }
 
     /// Stores the redo log into the words.

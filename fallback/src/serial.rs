@@ -65,9 +65,8 @@ pub struct SerialTx<'g, 'env> {
     /// Whether this transaction counts itself in `sw_active`.
     announced: bool,
     /// The domain's ownership records when it is software-only: the
-    /// transaction then locks the record of every word it writes (and
-    /// waits out committers holding those it reads) until it ends; see
-    /// `striped.rs`.
+    /// transaction then marks the record of every word it writes with the
+    /// version it will release, before the write; see `striped.rs`.
     stripes: Option<&'g Stripes>,
     /// Undo log in `logs.writes`: first value of every word written, from a
     /// `&'env AtomicU64`.
@@ -188,9 +187,6 @@ impl<'g, 'env> SerialTx<'g, 'env> {
     /// ```
     #[inline]
     pub fn read(&mut self, w: &'env AtomicU64) -> u64 {
-        if let Some(stripes) = self.stripes {
-            striped::wait_for_serial_read(stripes, w);
-        }
         // Relaxed: nobody else stores while we hold `seq` odd, and our
         // Acquire CAS made all earlier commits visible.
         let v = w.load(Ordering::Relaxed);
@@ -221,7 +217,10 @@ impl<'g, 'env> SerialTx<'g, 'env> {
     pub fn write(&mut self, w: &'env AtomicU64, v: u64) {
         let a: Addr = w;
         if let Some(stripes) = self.stripes {
-            striped::lock_for_serial(stripes, &mut self.logs, a);
+            // Holding the clock odd, nobody else writes: readers that see
+            // the in-place write see this newer version and wait for the
+            // clock.
+            stripes.mark_one(a, striped::version(self.odd + 1));
         }
         match self.logs.writes.position(a) {
             None => {
@@ -410,11 +409,6 @@ impl Drop for SerialTx<'_, '_> {
     fn drop(&mut self) {
         if !self.committed {
             self.roll_back();
-        }
-        if self.stripes.is_some() {
-            // Before the clock: a reader that sees the clock move past the
-            // serial transaction finds the records released.
-            striped::release(&mut self.logs.locks, Some(striped::version(self.odd + 1)));
         }
         // SAFETY: `drop` runs once and nothing touches `self.logs` after
         // this line, so taking the box out of its `ManuallyDrop` is sound.

@@ -103,10 +103,11 @@ fn a_doomed_transaction_reads_nothing_written_since_its_snapshot() {
 }
 
 #[test]
-fn a_failed_commit_releases_its_records() {
-    // The broken-release catch: after t1's commit fails, the records of
-    // the words it meant to write must be free again, at their old
-    // versions: a reader and a writer of those words go straight through.
+fn a_failed_commit_leaves_the_records_and_the_clock_free() {
+    // After t1's commit fails validation, nothing of it may be left: the
+    // clock free and even, the records of the words it meant to write
+    // unmarked, so a reader and a writer of those words go straight
+    // through.
     let g = domain(true);
     let (x, y) = (AtomicU64::new(0), AtomicU64::new(0));
     let mut t1 = begin(&g);
@@ -119,14 +120,15 @@ fn a_failed_commit_releases_its_records() {
     assert_eq!(t1.commit(), Err(Restart));
     drop(t1);
     let mut t3 = begin(&g);
-    assert_eq!(t3.read(&y), Ok(0), "y's record was left locked");
+    assert_eq!(g.seq().load(Relaxed) % 2, 0, "the clock was left taken");
+    assert_eq!(t3.read(&y), Ok(0), "y's record was left marked");
     t3.write(&y, 3);
     assert_eq!(t3.commit(), Ok(()));
     assert_eq!(g.load_committed(&y, || false), 3);
 }
 
 #[test]
-fn a_commit_releases_its_records_at_a_newer_version() {
+fn a_commit_gives_its_records_a_newer_version() {
     // A transaction that began before a commit and reads one of its words
     // afterwards must notice (extend), not take it as old.
     let g = domain(true);
@@ -141,9 +143,9 @@ fn a_commit_releases_its_records_at_a_newer_version() {
 }
 
 #[test]
-fn words_written_together_in_one_stripe_are_locked_once() {
-    // Adjacent words of one transaction, and one word written twice: the
-    // commit must not wait on its own records.
+fn words_written_together_in_one_stripe_commit_together() {
+    // Adjacent words of one transaction (several per stripe under Miri),
+    // and one word written twice.
     let g = domain(true);
     let words: Vec<AtomicU64> = (0..64).map(|_| AtomicU64::new(0)).collect();
     let mut tx = begin(&g);
@@ -159,7 +161,7 @@ fn words_written_together_in_one_stripe_are_locked_once() {
 }
 
 #[test]
-fn a_serial_transaction_locks_what_it_writes_until_it_ends() {
+fn a_serial_transaction_marks_what_it_writes_until_it_ends() {
     let g = domain(true);
     let (x, y) = (AtomicU64::new(0), AtomicU64::new(0));
     let mut reader = begin(&g);
@@ -177,8 +179,8 @@ fn a_serial_transaction_locks_what_it_writes_until_it_ends() {
             assert_eq!(h.join().unwrap(), 0);
         });
     }
-    // The rolled-back serial transaction still moved the records' versions:
-    // harmless, the reader extends (y is unchanged).
+    // The rolled-back serial transaction still marked x's record with a
+    // newer version: harmless, the reader extends (y is unchanged).
     assert_eq!(reader.read(&x), Ok(0));
     reader.commit().unwrap();
 }
