@@ -281,7 +281,7 @@ impl Globals {
         let backoff = Backoff::new();
         loop {
             if let Some(stripes) = self.stripes() {
-                let record = stripes.of(w);
+                let record = crate::striped::record(stripes.records(), w);
                 if let Some((o, v)) = crate::striped::read_pair(record, w) {
                     // Acquire (after the record loads): a version newer
                     // than the clock belongs to a commit still writing

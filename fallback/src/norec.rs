@@ -15,7 +15,7 @@ use core::marker::PhantomData;
 use core::mem::ManuallyDrop;
 
 use crate::log::{self, Addr, LogBox};
-use crate::striped::{self, version, Stripes};
+use crate::striped::{self, version, Records};
 use crate::sync::{fence, AtomicU64, Backoff, Ordering};
 use crate::Globals;
 
@@ -143,7 +143,7 @@ pub struct SoftTx<'g, 'env> {
     /// The domain's ownership records when it is software-only: the
     /// transaction then follows the striped protocol (`striped.rs`), with
     /// `snapshot` as its read version; `None`: NOrec.
-    stripes: Option<&'g Stripes>,
+    stripes: Option<&'g Records>,
     /// A read failed: the attempt must restart, and `commit` refuses it
     /// (NOrec also parks `snapshot` at `DOOMED`; striped, at 0).
     doomed: bool,
@@ -243,7 +243,7 @@ impl<'g, 'env> SoftTx<'g, 'env> {
             g.announce_software();
             None
         } else {
-            Some(g.stripes_or_init())
+            Some(g.stripes_or_init().records())
         };
         let logs = ManuallyDrop::new(log::take());
         let seq = even_seq(g);
@@ -338,8 +338,8 @@ impl<'g, 'env> SoftTx<'g, 'env> {
     /// A read of a striped domain: the word, if its record is unlocked,
     /// unchanged across the read and not newer than the snapshot.
     #[inline(always)]
-    fn read_striped(&mut self, stripes: &'g Stripes, w: &'env AtomicU64) -> Result<u64, Restart> {
-        let record = stripes.of(w);
+    fn read_striped(&mut self, stripes: &'g Records, w: &'env AtomicU64) -> Result<u64, Restart> {
+        let record = striped::record(stripes, w);
         match striped::read_pair(record, w) {
             Some((o, v)) if o <= self.snapshot => {
                 self.logs.reads.push((record, o));
@@ -356,10 +356,10 @@ impl<'g, 'env> SoftTx<'g, 'env> {
     #[inline(never)]
     fn read_striped_slow(
         &mut self,
-        stripes: &'g Stripes,
+        stripes: &'g Records,
         w: &'env AtomicU64,
     ) -> Result<u64, Restart> {
-        let record = stripes.of(w);
+        let record = striped::record(stripes, w);
         let backoff = Backoff::new();
         for _ in 0..VALIDATE_ROUNDS {
             if self.doomed {
@@ -466,7 +466,7 @@ impl<'g, 'env> SoftTx<'g, 'env> {
     /// t1.commit().unwrap();
     /// assert_eq!(x.load(Ordering::Relaxed), 11);
     /// ```
-    #[inline]
+    #[inline(always)]
     pub fn commit(&mut self) -> Result<(), Restart> {
         if self.logs.writes.is_empty() {
             if self.doomed {
@@ -534,8 +534,8 @@ impl<'g, 'env> SoftTx<'g, 'env> {
     /// The striped commit: take the clock (odd) at a value at which the
     /// reads are valid, mark the written records with the new version,
     /// write back, release the clock at that version.
-    #[inline]
-    fn commit_striped(&mut self, stripes: &'g Stripes) -> Result<(), Restart> {
+    #[inline(always)]
+    fn commit_striped(&mut self, stripes: &'g Records) -> Result<(), Restart> {
         if self.doomed {
             return Err(Restart);
         }
@@ -552,7 +552,7 @@ impl<'g, 'env> SoftTx<'g, 'env> {
                 .is_ok();
         let s = if won { s } else { self.lock_clock_slow()? };
         let v = version(s + 2);
-        stripes.mark(self.logs.writes.entries(), v);
+        striped::mark(stripes, self.logs.writes.entries(), v);
         self.publish_redo_log();
         // Release: publishes the write-back with the clock.
         self.g.seq().store(s + 2, Ordering::Release);

@@ -7,7 +7,7 @@ use core::marker::PhantomData;
 use core::mem::ManuallyDrop;
 
 use crate::log::{self, Addr, LogBox};
-use crate::striped::{self, Stripes};
+use crate::striped::{self, Records};
 use crate::sync::{fence, AtomicU64, Backoff, Ordering};
 use crate::Globals;
 
@@ -67,7 +67,7 @@ pub struct SerialTx<'g, 'env> {
     /// The domain's ownership records when it is software-only: the
     /// transaction then marks the record of every word it writes with the
     /// version it will release, before the write; see `striped.rs`.
-    stripes: Option<&'g Stripes>,
+    stripes: Option<&'g Records>,
     /// Undo log in `logs.writes`: first value of every word written, from a
     /// `&'env AtomicU64`.
     logs: ManuallyDrop<LogBox>,
@@ -142,7 +142,7 @@ impl<'g, 'env> SerialTx<'g, 'env> {
             g.announce_software();
             None
         } else {
-            Some(g.stripes_or_init())
+            Some(g.stripes_or_init().records())
         };
         Self::start(g, hardware, stripes)
     }
@@ -150,7 +150,7 @@ impl<'g, 'env> SerialTx<'g, 'env> {
     // Inline, with the waiting out of line: the value is then built in
     // place in the caller's `Tx` instead of being copied there.
     #[inline]
-    fn start(g: &'g Globals, announced: bool, stripes: Option<&'g Stripes>) -> Self {
+    fn start(g: &'g Globals, announced: bool, stripes: Option<&'g Records>) -> Self {
         let ticket = g.serial_ticket();
         if g.serial_serving() != ticket {
             wait_for_turn(g, ticket);
@@ -220,7 +220,7 @@ impl<'g, 'env> SerialTx<'g, 'env> {
             // Holding the clock odd, nobody else writes: readers that see
             // the in-place write see this newer version and wait for the
             // clock.
-            stripes.mark_one(a, striped::version(self.odd + 1));
+            striped::mark_one(stripes, a, striped::version(self.odd + 1));
         }
         match self.logs.writes.position(a) {
             None => {

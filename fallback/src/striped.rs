@@ -86,9 +86,13 @@ const STRIPES: usize = 1 << 8;
 #[cfg(loom)]
 const STRIPES: usize = 1 << 2;
 
-/// The ownership records of a striped domain.
+/// The ownership records of a striped domain, as its transactions see
+/// them (a plain array: one load fewer per access than through the box).
+pub(crate) type Records = [AtomicU64; STRIPES];
+
+/// The ownership records of a striped domain (owned by its `Globals`).
 pub(crate) struct Stripes {
-    records: Box<[AtomicU64; STRIPES]>,
+    records: Box<Records>,
 }
 
 impl Stripes {
@@ -99,36 +103,41 @@ impl Stripes {
         }
     }
 
-    /// The record of the word at `a`: consecutive words get consecutive
-    /// records.
     #[inline(always)]
-    pub(crate) fn of(&self, a: Addr) -> &AtomicU64 {
-        &self.records[(a as usize >> 3) & (STRIPES - 1)]
+    pub(crate) fn records(&self) -> &Records {
+        &self.records
     }
+}
 
-    /// Marks the records of the words a writer is about to write with the
-    /// version it will release, then fences: the writes that follow are
-    /// ordered after the marks for every reader (seqlock writer).
-    #[inline(always)]
-    pub(crate) fn mark(&self, writes: &[(Addr, u64)], version: u64) {
-        for &(a, _) in writes {
-            // Release: a reader that sees the new version (Acquire) then
-            // sees the clock taken (odd, or later), so its extension waits
-            // for the write-back instead of taking an older clock for
-            // current. (A plain store on x86.) Only the holder of the clock
-            // stores records.
-            self.of(a).store(version, Ordering::Release);
-        }
-        fence(Ordering::Release);
-    }
+/// The record of the word at `a`: consecutive words get consecutive
+/// records.
+#[inline(always)]
+pub(crate) fn record(records: &Records, a: Addr) -> &AtomicU64 {
+    &records[(a as usize >> 3) & (STRIPES - 1)]
+}
 
-    /// [`mark`](Self::mark) for one word (a serial transaction's write).
-    #[inline(always)]
-    pub(crate) fn mark_one(&self, a: Addr, version: u64) {
-        // Release: as in `mark`.
-        self.of(a).store(version, Ordering::Release);
-        fence(Ordering::Release);
+/// Marks the records of the words a writer is about to write with the
+/// version it will release, then fences: the writes that follow are
+/// ordered after the marks for every reader (seqlock writer).
+#[inline(always)]
+pub(crate) fn mark(records: &Records, writes: &[(Addr, u64)], version: u64) {
+    for &(a, _) in writes {
+        // Release: a reader that sees the new version (Acquire) then
+        // sees the clock taken (odd, or later), so its extension waits
+        // for the write-back instead of taking an older clock for
+        // current. (A plain store on x86.) Only the holder of the clock
+        // stores records.
+        record(records, a).store(version, Ordering::Release);
     }
+    fence(Ordering::Release);
+}
+
+/// [`mark`] for one word (a serial transaction's write).
+#[inline(always)]
+pub(crate) fn mark_one(records: &Records, a: Addr, version: u64) {
+    // Release: as in `mark`.
+    record(records, a).store(version, Ordering::Release);
+    fence(Ordering::Release);
 }
 
 /// The version of a clock value (the waiting bit cleared).
