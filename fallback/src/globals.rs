@@ -282,7 +282,9 @@ impl Globals {
         loop {
             if let Some(stripes) = self.stripes() {
                 let record = crate::striped::record(stripes.records(), w);
-                if let Some((o, v)) = crate::striped::read_pair(record, w) {
+                if let Some((o, v)) = crate::striped::read_pair(record, w)
+                    .filter(|&(o, _)| o & crate::striped::LOCKED == 0)
+                {
                     // Acquire (after the record loads): a version newer
                     // than the clock belongs to a commit still writing
                     // back (or a serial transaction running).

@@ -370,8 +370,11 @@ impl<'g, 'env> SoftTx<'g, 'env> {
                     self.logs.reads.push((record, o));
                     return Ok(v);
                 }
-                // Newer than the snapshot (a commit since, or one writing
-                // back now): extend, which waits for the clock to be even.
+                // A writer is writing it back: wait for its release.
+                Some((o, _)) if o & striped::LOCKED != 0 => backoff.snooze(),
+                // Newer than the snapshot (a commit since, or a serial
+                // transaction now): extend, which waits for the clock to be
+                // even.
                 Some(_) => self.extend()?,
                 // A writer marked it while we read: read again.
                 None => backoff.spin(),
@@ -552,10 +555,17 @@ impl<'g, 'env> SoftTx<'g, 'env> {
                 .is_ok();
         let s = if won { s } else { self.lock_clock_slow()? };
         let v = version(s + 2);
-        striped::mark(stripes, self.logs.writes.entries(), v);
-        self.publish_redo_log();
-        // Release: publishes the write-back with the clock.
+        let writes = self.logs.writes.entries();
+        striped::lock(stripes, writes, v);
+        // Release: the next committer (or extension) sees our locks. The
+        // clock is free again: the next commit can lock its own records
+        // while we write back.
         self.g.seq().store(s + 2, Ordering::Release);
+        // Release fence: orders the locks before the word stores (seqlock
+        // writer; see `striped::read_pair`).
+        fence(Ordering::Release);
+        self.publish_redo_log();
+        striped::unlock(stripes, self.logs.writes.entries(), v);
         self.snapshot = v;
         self.logs.clear_committed();
         if s & crate::globals::WAITING != 0 {

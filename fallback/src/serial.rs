@@ -187,6 +187,9 @@ impl<'g, 'env> SerialTx<'g, 'env> {
     /// ```
     #[inline]
     pub fn read(&mut self, w: &'env AtomicU64) -> u64 {
+        if let Some(stripes) = self.stripes {
+            striped::wait_for_serial_read(stripes, w);
+        }
         // Relaxed: nobody else stores while we hold `seq` odd, and our
         // Acquire CAS made all earlier commits visible.
         let v = w.load(Ordering::Relaxed);
@@ -220,7 +223,7 @@ impl<'g, 'env> SerialTx<'g, 'env> {
             // Holding the clock odd, nobody else writes: readers that see
             // the in-place write see this newer version and wait for the
             // clock.
-            striped::mark_one(stripes, a, striped::version(self.odd + 1));
+            striped::mark_for_serial(stripes, a, striped::version(self.odd + 1));
         }
         match self.logs.writes.position(a) {
             None => {

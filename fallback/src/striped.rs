@@ -73,7 +73,11 @@
 
 use crate::globals::WAITING;
 use crate::log::{Addr, Logs};
-use crate::sync::{fence, AtomicU64, Ordering};
+use crate::sync::{fence, AtomicU64, Backoff, Ordering};
+
+/// Bit 63 of an ownership record: a writer is writing back a word of the
+/// stripe (the rest is the version it will release).
+pub(crate) const LOCKED: u64 = 1 << 63;
 
 /// How many ownership records a domain has (a power of two): 64 Ki of them
 /// (512 KiB, allocated at the domain's first striped transaction) keep
@@ -116,28 +120,74 @@ pub(crate) fn record(records: &Records, a: Addr) -> &AtomicU64 {
     &records[(a as usize >> 3) & (STRIPES - 1)]
 }
 
-/// Marks the records of the words a writer is about to write with the
-/// version it will release, then fences: the writes that follow are
-/// ordered after the marks for every reader (seqlock writer).
+/// Locks the records of the words a writer is about to write (it holds
+/// the clock): each becomes `LOCKED | version`, waiting first for an
+/// earlier writer still writing back a word of the stripe.
 #[inline(always)]
-pub(crate) fn mark(records: &Records, writes: &[(Addr, u64)], version: u64) {
+pub(crate) fn lock(records: &Records, writes: &[(Addr, u64)], version: u64) {
+    let locked = LOCKED | version;
     for &(a, _) in writes {
-        // Release: a reader that sees the new version (Acquire) then
-        // sees the clock taken (odd, or later), so its extension waits
-        // for the write-back instead of taking an older clock for
-        // current. (A plain store on x86.) Only the holder of the clock
-        // stores records.
+        let r = record(records, a);
+        // Relaxed: only this writer (the clock's holder) locks records; an
+        // earlier writer's release is waited for with Acquire below.
+        let o = r.load(Ordering::Relaxed);
+        if o & LOCKED != 0 && o != locked {
+            wait_unlocked(r);
+        }
+        // Relaxed: published by the clock's Release store (for committers
+        // and extensions) and ordered before the word stores by the
+        // caller's fence (for readers).
+        r.store(locked, Ordering::Relaxed);
+    }
+}
+
+/// Releases what [`lock`] locked at `version`, after the write-back.
+#[inline(always)]
+pub(crate) fn unlock(records: &Records, writes: &[(Addr, u64)], version: u64) {
+    for &(a, _) in writes {
+        // Release: a reader that sees the version sees the write-back.
         record(records, a).store(version, Ordering::Release);
     }
+}
+
+/// A serial transaction (holding the clock) is about to write the word at
+/// `a` in place: mark its record with the version the transaction will
+/// release, once an earlier writer's write-back of the stripe is done.
+#[inline(always)]
+pub(crate) fn mark_for_serial(records: &Records, a: Addr, version: u64) {
+    let r = record(records, a);
+    // Relaxed: as in `lock`.
+    if r.load(Ordering::Relaxed) & LOCKED != 0 {
+        wait_unlocked(r);
+    }
+    // Release: a reader that sees this newer version then sees the clock
+    // odd, and waits for the serial transaction to end. (A plain store on
+    // x86.)
+    r.store(version, Ordering::Release);
     fence(Ordering::Release);
 }
 
-/// [`mark`] for one word (a serial transaction's write).
+/// A serial transaction (holding the clock) reads the word at `a`: wait
+/// for an earlier writer still writing back a word of the stripe.
 #[inline(always)]
-pub(crate) fn mark_one(records: &Records, a: Addr, version: u64) {
-    // Release: as in `mark`.
-    record(records, a).store(version, Ordering::Release);
-    fence(Ordering::Release);
+pub(crate) fn wait_for_serial_read(records: &Records, a: Addr) {
+    let r = record(records, a);
+    // Acquire: once unlocked, the write-back is visible.
+    if r.load(Ordering::Acquire) & LOCKED != 0 {
+        wait_unlocked(r);
+    }
+}
+
+/// Waits for a record to be released (its writer is writing back: it
+/// waits for nothing, so this ends).
+#[cold]
+#[inline(never)]
+pub(crate) fn wait_unlocked(r: &AtomicU64) {
+    let backoff = Backoff::new();
+    // Acquire: once unlocked, the write-back is visible.
+    while r.load(Ordering::Acquire) & LOCKED != 0 {
+        backoff.snooze();
+    }
 }
 
 /// The version of a clock value (the waiting bit cleared).
