@@ -106,7 +106,7 @@ impl Stripes {
     pub(crate) fn new() -> Stripes {
         let records: Box<[AtomicU64]> = (0..STRIPES).map(|_| AtomicU64::new(0)).collect();
         Stripes {
-            records: records.try_into().ok().expect("STRIPES records"),
+            records: records.try_into().expect("STRIPES records"),
         }
     }
 

@@ -128,6 +128,26 @@ fn a_failed_commit_leaves_the_records_and_the_clock_free() {
 }
 
 #[test]
+fn a_commit_releases_the_records_it_locked() {
+    // The broken-release catch: after a commit, its records hold the new
+    // version, unlocked, so a later transaction reads (and writes) its
+    // words at once, and an outside load returns the new value.
+    let g = domain(true);
+    let (x, y) = (AtomicU64::new(0), AtomicU64::new(0));
+    let mut w = begin(&g);
+    w.write(&x, 5);
+    w.write(&y, 6);
+    w.commit().unwrap();
+    drop(w);
+    let mut r = begin(&g);
+    assert_eq!(r.read(&x), Ok(5), "x's record was left locked");
+    assert_eq!(r.read(&y), Ok(6), "y's record was left locked");
+    r.write(&x, 7);
+    r.commit().unwrap();
+    assert_eq!(g.load_committed(&x, || false), 7);
+}
+
+#[test]
 fn a_commit_gives_its_records_a_newer_version() {
     // A transaction that began before a commit and reads one of its words
     // afterwards must notice (extend), not take it as old.
