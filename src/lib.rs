@@ -85,6 +85,7 @@ mod rng;
 pub mod rtm;
 mod runtime;
 pub mod stats;
+mod tmap;
 mod tqueue;
 mod tvar;
 mod tx;
@@ -110,6 +111,7 @@ pub use policy::{FallbackKind, Policy};
 pub use runtime::{
     in_transaction, init, mode, mode_reason, Config, ConfigError, Injection, Mode, StatsOutput,
 };
+pub use tmap::TMap;
 pub use tqueue::TQueue;
 pub use tvar::TVar;
 pub use tx::{
