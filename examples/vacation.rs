@@ -445,7 +445,7 @@ fn draw_task(rng: &mut Random, p: &Params) -> Task {
 }
 
 // ---------------------------------------------------------------------
-// The two synchronisations.
+// The synchronisations: hytm transactions over TMaps, or one coarse lock.
 
 /// The manager on `TMap`s, for hytm's transactions.
 pub struct TxManager {
@@ -568,6 +568,47 @@ pub struct Outcome {
     pub sizes: [usize; 4],
     /// The end-of-run checks: `Err` names the first broken invariant.
     pub check: Result<(), String>,
+    /// What the hytm site did during the clients' run (not for `Lock`).
+    pub site: Option<SiteCounts>,
+}
+
+/// A hytm site's counters over the clients' run.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SiteCounts {
+    pub executions: u64,
+    pub hw_commits: u64,
+    pub stm_commits: u64,
+    pub stm_restarts: u64,
+    pub serial: u64,
+    pub global_lock: u64,
+}
+
+impl SiteCounts {
+    fn of(site: &str) -> SiteCounts {
+        let report = hytm::stats::snapshot();
+        let Some(row) = report.site(site) else {
+            return SiteCounts::default();
+        };
+        SiteCounts {
+            executions: row.executions(),
+            hw_commits: row.hw_commits,
+            stm_commits: row.stm_commits,
+            stm_restarts: row.stm_restarts,
+            serial: row.serial,
+            global_lock: row.fallback_lock,
+        }
+    }
+
+    fn since(self, before: SiteCounts) -> SiteCounts {
+        SiteCounts {
+            executions: self.executions - before.executions,
+            hw_commits: self.hw_commits - before.hw_commits,
+            stm_commits: self.stm_commits - before.stm_commits,
+            stm_restarts: self.stm_restarts - before.stm_restarts,
+            serial: self.serial - before.serial,
+            global_lock: self.global_lock - before.global_lock,
+        }
+    }
 }
 
 impl Outcome {
@@ -600,12 +641,12 @@ fn initial_rows(p: &Params) -> Vec<Vec<(i64, i64, i64)>> {
         .collect()
 }
 
-/// Runs the clients with `sync`, then checks the tables.
-pub fn run(p: &Params, sync: Method) -> Outcome {
+/// Runs the clients with `method`, then checks the tables.
+pub fn run(p: &Params, method: Method) -> Outcome {
     let rows = initial_rows(p);
     let per_client = p.tasks_per_client();
     let tasks = per_client * p.clients as u64;
-    match sync {
+    match method {
         Method::Lock => {
             let mut m = LockManager::default();
             for (kind, table) in rows.iter().enumerate() {
@@ -637,7 +678,7 @@ pub fn run(p: &Params, sync: Method) -> Outcome {
             finish(p, elapsed, tasks, changed, snapshot)
         }
         _ => {
-            let site = match sync {
+            let site = match method {
                 Method::Stm => &STM,
                 Method::GlobalLock => &GLOBAL_LOCK,
                 _ => &ATOMIC,
@@ -660,9 +701,16 @@ pub fn run(p: &Params, sync: Method) -> Outcome {
                     assert!(ok, "initialisation");
                 }
             }
+            let name = match method {
+                Method::Stm => "vacation stm",
+                Method::GlobalLock => "vacation global-lock",
+                _ => "vacation",
+            };
+            let before = SiteCounts::of(name);
             let (elapsed, changed) = clients(p, |task| {
                 site.atomic(|tx| run_task(&mut TxDb { tx, m: &m }, task))
             });
+            let counts = SiteCounts::of(name).since(before);
             let snapshot = site.atomic(|tx| {
                 let mut s = Snapshot::default();
                 for kind in 0..KINDS {
@@ -673,7 +721,10 @@ pub fn run(p: &Params, sync: Method) -> Outcome {
                 s.lens[KINDS] = m.customers.len(tx)?;
                 Ok(s)
             });
-            finish(p, elapsed, tasks, changed, snapshot)
+            Outcome {
+                site: Some(counts),
+                ..finish(p, elapsed, tasks, changed, snapshot)
+            }
         }
     }
 }
@@ -730,6 +781,7 @@ fn finish(p: &Params, elapsed: Duration, tasks: u64, changed: u64, s: Snapshot) 
             s.customers.len(),
         ],
         check: check_tables(p, &s),
+        site: None,
     }
 }
 
@@ -887,23 +939,11 @@ fn main() {
         "    tables: {} cars, {} flights, {} rooms, {} customers",
         out.sizes[0], out.sizes[1], out.sizes[2], out.sizes[3]
     );
-    if sync != Method::Lock {
-        let report = hytm::stats::snapshot();
-        let name = match sync {
-            Method::Stm => "vacation stm",
-            Method::GlobalLock => "vacation global-lock",
-            _ => "vacation",
-        };
-        if let Some(row) = report.site(name) {
-            println!(
-                "    site {name:?}: {} executions, {} hardware commits, {} software commits, {} software restarts, {} serial",
-                row.executions(),
-                row.hw_commits,
-                row.stm_commits,
-                row.stm_restarts,
-                row.serial
-            );
-        }
+    if let Some(c) = out.site {
+        println!(
+            "    hytm during the run: {} transactions, {} hardware commits, {} software commits ({} restarts), {} serial, {} under the global lock",
+            c.executions, c.hw_commits, c.stm_commits, c.stm_restarts, c.serial, c.global_lock
+        );
     }
     match out.check {
         Ok(()) => println!("Checking tables... done."),

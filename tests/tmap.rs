@@ -222,9 +222,10 @@ impl Rng {
 fn stress_two_writers_and_a_reader_keep_the_invariant_and_free_everything() {
     inject();
     const KEYS: u64 = 384;
-    const OPS: u32 = 2_500;
+    const OPS: u32 = 8_000;
     // Bounded in time too: the HTM model under injection is slow.
     const BUDGET: Duration = Duration::from_secs(20);
+    static HARDWARE: AtomicBool = AtomicBool::new(false);
     assert_eq!(LIVE_COUNT.load(Ordering::SeqCst), 0);
     for (name, site) in sites() {
         // Invariant: `count` is the number of entries and `sum` the sum of
@@ -272,6 +273,9 @@ fn stress_two_writers_and_a_reader_keep_the_invariant_and_free_everything() {
                         match (r >> 32) % 10 {
                             // Insert or replace.
                             0..=3 => site.atomic(|tx| {
+                                if tx.is_hardware() {
+                                    HARDWARE.store(true, Ordering::Relaxed);
+                                }
                                 match map.insert(tx, key, value(key, version))? {
                                     None => {
                                         tx.modify(&count, |c| c + 1)?;
@@ -338,6 +342,10 @@ fn stress_two_writers_and_a_reader_keep_the_invariant_and_free_everything() {
         done.store(true, Ordering::SeqCst);
         let checks = reader.join().unwrap();
         check();
+        if name == "default" && hytm::mode() == hytm::Mode::Hardware {
+            // RTM or the HTM model: the hardware path ran (at least once).
+            assert!(HARDWARE.load(Ordering::Relaxed), "no hardware run");
+        }
         let final_count = count.load();
         assert!(final_count > 0, "{name}: the map ended empty");
         // Every live value buffer is an entry of the map (the readers'
