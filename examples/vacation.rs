@@ -403,7 +403,7 @@ impl Random {
         Random(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ 0xD1B5_4A32_D192_ED03)
     }
 
-    pub fn next(&mut self) -> u64 {
+    pub fn generate(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
@@ -415,28 +415,28 @@ impl Random {
 /// `client_run`'s choice and draw of one task.
 fn draw_task(rng: &mut Random, p: &Params) -> Task {
     let range = p.query_range().max(1);
-    let r = rng.next() % 100;
+    let r = rng.generate() % 100;
     if r < p.percent_user {
-        let n = rng.next() % p.queries + 1;
-        let customer = (rng.next() % range + 1) as i64;
+        let n = rng.generate() % p.queries + 1;
+        let customer = (rng.generate() % range + 1) as i64;
         let queries = (0..n)
             .map(|_| {
-                let kind = (rng.next() % KINDS as u64) as usize;
-                (kind, (rng.next() % range + 1) as i64)
+                let kind = (rng.generate() % KINDS as u64) as usize;
+                (kind, (rng.generate() % range + 1) as i64)
             })
             .collect();
         Task::MakeReservation { customer, queries }
     } else if r & 1 == 1 {
         Task::DeleteCustomer {
-            customer: (rng.next() % range + 1) as i64,
+            customer: (rng.generate() % range + 1) as i64,
         }
     } else {
-        let n = rng.next() % p.queries + 1;
+        let n = rng.generate() % p.queries + 1;
         let updates = (0..n)
             .map(|_| {
-                let kind = (rng.next() % KINDS as u64) as usize;
-                let id = (rng.next() % range + 1) as i64;
-                let add = (rng.next() % 2 == 1).then(|| ((rng.next() % 5) * 10 + 50) as i64);
+                let kind = (rng.generate() % KINDS as u64) as usize;
+                let id = (rng.generate() % range + 1) as i64;
+                let add = (rng.generate() % 2 == 1).then(|| ((rng.generate() % 5) * 10 + 50) as i64);
                 (kind, id, add)
             })
             .collect();
@@ -626,14 +626,14 @@ fn initial_rows(p: &Params) -> Vec<Vec<(i64, i64, i64)>> {
     (0..=KINDS)
         .map(|_| {
             for _ in 0..r {
-                let x = (rng.next() % r) as usize;
-                let y = (rng.next() % r) as usize;
+                let x = (rng.generate() % r) as usize;
+                let y = (rng.generate() % r) as usize;
                 ids.swap(x, y);
             }
             ids.iter()
                 .map(|&id| {
-                    let num = ((rng.next() % 5) + 1) as i64 * 100;
-                    let price = ((rng.next() % 5) * 10 + 50) as i64;
+                    let num = ((rng.generate() % 5) + 1) as i64 * 100;
+                    let price = ((rng.generate() % 5) * 10 + 50) as i64;
                     (id, num, price)
                 })
                 .collect()

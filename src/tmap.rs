@@ -96,6 +96,12 @@ struct Entry<K, V> {
 /// A bucket's entries, in no order; replaced whole.
 type Bucket<K, V> = Vec<Entry<K, V>>;
 
+/// A bucket's variable.
+type Slot<K, V> = TVar<Bucket<K, V>>;
+
+/// A segment of buckets, allocated on first use.
+type Segment<K, V> = OnceLock<Box<[Slot<K, V>]>>;
+
 /// A transactional hash map: [`get`](TMap::get), [`insert`](TMap::insert),
 /// [`remove`](TMap::remove) and [`len`](TMap::len) are parts of the
 /// caller's transaction, so operations on several maps (and on
@@ -140,7 +146,7 @@ where
     used: CachePadded<TCell<u64>>,
     /// `B`, the buckets of segment 0 (a power of two).
     first: usize,
-    segments: Box<[OnceLock<Box<[TVar<Bucket<K, V>>]>>]>,
+    segments: Box<[Segment<K, V>]>,
     /// Entries added minus entries removed, per stripe.
     stripes: Box<[CachePadded<TCell<i64>>]>,
     hasher: S,
@@ -235,7 +241,7 @@ where
     /// Segment `s`'s buckets, allocated the first time they are asked for.
     /// A segment allocated by a transaction that then aborts stays: it is
     /// empty buckets, which the next split to reach it uses.
-    fn segment(&self, s: usize) -> &[TVar<Bucket<K, V>>] {
+    fn segment(&self, s: usize) -> &[Slot<K, V>] {
         self.segments[s].get_or_init(|| {
             let len = if s == 0 {
                 self.first
@@ -248,7 +254,7 @@ where
 
     /// Bucket `i`'s variable.
     #[inline]
-    fn bucket(&self, i: usize) -> &TVar<Bucket<K, V>> {
+    fn bucket(&self, i: usize) -> &Slot<K, V> {
         let q = i / self.first;
         if q == 0 {
             return &self.segment(0)[i];
@@ -353,7 +359,7 @@ where
         &'env self,
         tx: &mut Tx<'env>,
         key: &Q,
-    ) -> Result<(&'env TVar<Bucket<K, V>>, u64, u64), Restart> {
+    ) -> Result<(&'env Slot<K, V>, u64, u64), Restart> {
         let hash = self.hash(key);
         let n = tx.read(&self.used)?;
         Ok((self.bucket(self.index(hash, n)), hash, n))
