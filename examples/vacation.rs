@@ -436,7 +436,8 @@ fn draw_task(rng: &mut Random, p: &Params) -> Task {
             .map(|_| {
                 let kind = (rng.generate() % KINDS as u64) as usize;
                 let id = (rng.generate() % range + 1) as i64;
-                let add = (rng.generate() % 2 == 1).then(|| ((rng.generate() % 5) * 10 + 50) as i64);
+                let add =
+                    (rng.generate() % 2 == 1).then(|| ((rng.generate() % 5) * 10 + 50) as i64);
                 (kind, id, add)
             })
             .collect();
