@@ -107,9 +107,23 @@ type Segment<K, V> = OnceLock<Box<[Slot<K, V>]>>;
 /// caller's transaction, so operations on several maps (and on
 /// [`TCell`]s, [`TVar`]s, [`TQueue`](crate::TQueue)s) commit or roll back
 /// together, on every path (hardware, software, serial, the HTM model).
-/// The map grows by splitting one bucket at a time; a lookup reads O(1)
-/// words whatever its size (see the module source's design notes:
-/// linear hashing over [`TVar`] buckets).
+///
+/// # Design
+///
+/// Linear hashing over buckets that never move: each bucket is a [`TVar`]
+/// holding an immutable `Vec` of its entries, replaced whole by an insert
+/// or a remove (the old `Vec` is reclaimed by `TVar`'s epoch scheme), and
+/// the buckets live in segments that are allocated once and kept until the
+/// map is dropped, so every word a transaction reads outlives it. A lookup
+/// reads the bucket count (one [`TCell`]), the bucket's pointer word and
+/// its entries: O(1) words and cache lines whatever the map's size, which
+/// keeps a hardware transaction's read set small. The map grows one split
+/// at a time (two buckets and the count, inside the inserting transaction:
+/// never a transaction over the whole table), when an insert leaves its
+/// bucket with more than 3 entries while the map holds more than 2 entries
+/// per bucket; it does not shrink. The length is kept in 16 striped
+/// counters (one per thread, round-robin), so inserts and removes on
+/// different threads do not conflict on it; [`TMap::len`] sums them.
 ///
 /// Values are returned as clones (`V: Clone`), and an insert or remove
 /// clones the other entries of its bucket (two or three on average): keep

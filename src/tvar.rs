@@ -259,7 +259,7 @@ impl<'env> Tx<'env> {
     /// ```
     /// let v = hytm::TVar::new(String::from("a long text, read in place"));
     /// let words = hytm::atomic(|tx| tx.get_with(&v, |s| s.split(' ').count()));
-    /// assert_eq!(words, 5);
+    /// assert_eq!(words, 6);
     /// ```
     #[inline]
     pub fn get_with<T: Send + Sync + 'static, R>(
