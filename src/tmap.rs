@@ -383,10 +383,8 @@ where
     /// cloning it, and returns what `f` returns (in the caller's
     /// transaction).
     ///
-    /// `f` may run more than once (the transaction may rerun), and on the
-    /// software path it may see a value that a later read of the
-    /// transaction finds changed, which restarts it: compute from the
-    /// value, do nothing irrevocable.
+    /// `f` may run more than once (the transaction may rerun): compute
+    /// from the value, do nothing irrevocable.
     ///
     /// # Errors
     ///

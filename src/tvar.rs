@@ -247,10 +247,9 @@ impl<'env> Tx<'env> {
     /// (the borrowing form of [`Tx::get`]: the reference lives only as long
     /// as the call).
     ///
-    /// `f` may run more than once in all (the transaction may rerun), and
-    /// on the software path it may see a value that a later read of the
-    /// transaction finds changed, which restarts it: compute from the
-    /// value, do nothing irrevocable.
+    /// `f` may run more than once in all (the transaction may rerun):
+    /// compute from the value, do nothing irrevocable. It sees a value
+    /// consistent with everything the transaction read before (opacity).
     ///
     /// # Errors
     ///
@@ -678,5 +677,38 @@ mod tests {
         let before = dropped();
         drop(v);
         assert_eq!(dropped(), before + 1);
+    }
+
+    // A clone (the user's code) that runs a nested transaction setting the
+    // very variable being cloned: the value under the clone was allocated
+    // by the running transaction, and where the nested transaction opens no
+    // `TVar` savepoint (a nested hardware transaction on real RTM)
+    // replacing it used to free it at once, under the clone; it is freed at
+    // commit now. The software and serial paths and the HTM model open a
+    // savepoint around a nested transaction, which already kept it: this
+    // test can fail only on an RTM machine (checked by reverting the fix:
+    // it still passes on the model).
+    #[test]
+    #[cfg_attr(miri, ignore)]
+    fn a_clone_that_sets_its_own_variable_does_not_free_the_value_under_it() {
+        static VAR: std::sync::OnceLock<TVar<Evil>> = std::sync::OnceLock::new();
+        struct Evil(Vec<u64>);
+        impl Clone for Evil {
+            fn clone(&self) -> Evil {
+                if self.0[0] == 1 {
+                    let var = VAR.get().expect("set");
+                    crate::atomic(|tx| tx.set(var, Evil(vec![2; 64])));
+                }
+                // Reads `self` after the nested transaction replaced it.
+                Evil(self.0.clone())
+            }
+        }
+        let var = VAR.get_or_init(|| TVar::new(Evil(vec![0; 64])));
+        let seen = crate::atomic(|tx| {
+            tx.set(var, Evil(vec![1; 64]))?;
+            Ok(tx.get(var)?.0)
+        });
+        assert_eq!(seen, vec![1; 64]);
+        assert_eq!(var.load().0, vec![2; 64]);
     }
 }
