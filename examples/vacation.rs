@@ -763,11 +763,11 @@ fn clients(p: &Params, exec: impl Fn(&Task) -> bool + std::marker::Sync) -> (Dur
 
 /// The tables after the run, read in one transaction (or under the lock).
 #[derive(Default)]
-struct Snapshot {
-    tables: [HashMap<i64, Reservation>; KINDS],
-    customers: HashMap<i64, Customer>,
+pub struct Snapshot {
+    pub tables: [HashMap<i64, Reservation>; KINDS],
+    pub customers: HashMap<i64, Customer>,
     /// Each table's own count of its entries (`TMap::len`).
-    lens: [usize; 4],
+    pub lens: [usize; 4],
 }
 
 fn finish(p: &Params, elapsed: Duration, tasks: u64, changed: u64, s: Snapshot) -> Outcome {
@@ -787,7 +787,7 @@ fn finish(p: &Params, elapsed: Duration, tasks: u64, changed: u64, s: Snapshot) 
 }
 
 /// `checkTables`, and the invariants it relies on.
-fn check_tables(p: &Params, s: &Snapshot) -> Result<(), String> {
+pub fn check_tables(p: &Params, s: &Snapshot) -> Result<(), String> {
     let r = p.relations as i64;
     // The tables' lengths match their entries (unique ids: STAMP removes
     // each id and checks that a second removal fails).

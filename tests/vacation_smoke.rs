@@ -7,7 +7,7 @@
 #[path = "../examples/vacation.rs"]
 mod vacation;
 
-use vacation::{run, Method, Params};
+use vacation::{check_tables, run, Customer, Info, Method, Params, Reservation, Snapshot, CAR};
 
 /// The standard sets' shape, scaled down to finish in moments on every
 /// path (the HTM model included).
@@ -83,4 +83,54 @@ fn stamp_flags_parse() {
     assert_eq!(m, Method::Lock);
     assert!(vacation::parse_args(&["-x1".to_string()]).is_err());
     assert!(vacation::parse_args(&["-q101".to_string()]).is_err());
+}
+
+#[test]
+fn the_checks_catch_broken_tables() {
+    let p = Params {
+        relations: 10,
+        ..Params::LOW
+    };
+    let car = |used, free| Reservation {
+        used,
+        free,
+        total: used + free,
+        price: 50,
+    };
+    let holder = Customer {
+        infos: vec![Info {
+            kind: CAR,
+            id: 3,
+            price: 50,
+        }],
+    };
+    let snapshot = |cars: Vec<(i64, Reservation)>, customers: Vec<(i64, Customer)>| {
+        let mut s = Snapshot {
+            lens: [cars.len(), 0, 0, customers.len()],
+            ..Snapshot::default()
+        };
+        s.tables[CAR] = cars.into_iter().collect();
+        s.customers = customers.into_iter().collect();
+        s
+    };
+    // Consistent: car 3 used once, by customer 1.
+    let good = snapshot(vec![(3, car(1, 99))], vec![(1, holder.clone())]);
+    assert_eq!(check_tables(&p, &good), Ok(()));
+    // Used twice, held once.
+    let s = snapshot(vec![(3, car(2, 98))], vec![(1, holder.clone())]);
+    assert!(check_tables(&p, &s).unwrap_err().contains("used"));
+    // Held, but gone from its table.
+    let s = snapshot(vec![], vec![(1, holder.clone())]);
+    assert!(check_tables(&p, &s)
+        .unwrap_err()
+        .contains("not in its table"));
+    // used + free != total.
+    let mut bad = car(1, 99);
+    bad.total = 99;
+    let s = snapshot(vec![(3, bad)], vec![(1, holder.clone())]);
+    assert!(check_tables(&p, &s).unwrap_err().contains("invalid"));
+    // A table whose length disagrees with its entries.
+    let mut s = snapshot(vec![(3, car(1, 99))], vec![(1, holder)]);
+    s.lens[CAR] = 2;
+    assert!(check_tables(&p, &s).unwrap_err().contains("lengths"));
 }
