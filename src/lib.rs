@@ -17,6 +17,10 @@
 //!   several word-sized values updated together, with no lock order, and
 //!   rolled back when the body fails. Hardware transaction, NOrec software
 //!   transaction or serial run, chosen per execution by the [`Policy`].
+//! - [`TVar`], [`TQueue`] and [`TMap`]: values of any `Send + Sync` type,
+//!   an unbounded FIFO and a growing hash map, as parts of the same
+//!   transactions (replaced values are reclaimed through
+//!   `crossbeam-epoch`).
 //! - Plain `parking_lot` for sections that do I/O, system calls or heap
 //!   growth, or are long: those abort every hardware transaction.
 //!
@@ -85,6 +89,7 @@ mod rng;
 pub mod rtm;
 mod runtime;
 pub mod stats;
+mod tmap;
 mod tqueue;
 mod tvar;
 mod tx;
@@ -111,6 +116,7 @@ pub use runtime::{
     in_transaction, init, mode, mode_reason, stm_protocol, Config, ConfigError, Injection, Mode,
     StatsOutput, StmProtocol,
 };
+pub use tmap::TMap;
 pub use tqueue::TQueue;
 pub use tvar::TVar;
 pub use tx::{
