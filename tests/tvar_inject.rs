@@ -13,7 +13,10 @@ mod tvar_cases;
 fn inject() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
-        Config::new()
+        // From the environment, so that the fallback suite's
+        // HYTM_MODE=fallback holds here too; the injection is added to it.
+        Config::from_env()
+            .expect("HYTM_* variables")
             .inject(AbortCause::Conflict, 0.3)
             .inject_rollback(0.1)
             .policy(hytm::Policy::default().adaptive(false))
