@@ -584,6 +584,9 @@ pub(crate) struct Runtime {
     /// or injection simulates aborts. False is the one predictable branch
     /// fallback mode costs.
     pub(crate) hardware_path: bool,
+    /// Whether injected rollbacks are configured (`rollback_probability()
+    /// > 0`): one byte for the software commit to test.
+    pub(crate) rollbacks: bool,
     mode: Mode,
     why: String,
 }
@@ -652,10 +655,12 @@ impl Runtime {
             }
         }
         let hardware_path = rtm.is_some() || !config.injections().is_empty();
+        let rollbacks = config.rollback_probability() > 0.0;
         Ok(Runtime {
             config,
             rtm,
             hardware_path,
+            rollbacks,
             mode,
             why,
         })

@@ -1488,7 +1488,7 @@ fn run_software<'env, R, E>(
                 // injection test alone): whether anything but a plain commit
                 // is to happen here, `TVar` values to publish or an
                 // injected rollback.
-                if engine.vars || rt.config.rollback_probability() > 0.0 {
+                if engine.vars || rt.rollbacks {
                     match end_software_slow(rt, sw, engine) {
                         SlowEnd::Committed => return Ok(v),
                         SlowEnd::RolledBack => continue,
