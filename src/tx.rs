@@ -1767,7 +1767,8 @@ pub fn atomic_irrevocable<'env, R>(body: impl FnMut(&mut Tx<'env>) -> R) -> R {
 
 /// A snapshot of the hybrid protocol's shared words, for tests and
 /// diagnostics: `(seq, sw_active)`. `seq` is odd while a software writer
-/// writes back or a serial transaction runs; `sw_active` counts software
+/// writes back (in a striped process: while it locks its records) or a
+/// serial transaction runs; `sw_active` counts software
 /// and serial transactions in flight (it stays 0 where no hardware path
 /// exists, since nobody would read it).
 ///

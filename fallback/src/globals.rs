@@ -39,6 +39,11 @@ const BACKSTOP: std::time::Duration = std::time::Duration::from_millis(100);
 /// | 61..1  | commit counter: +1 per software writer commit (CAS `s -> s+1`, write back, store `s+2`), per serial transaction (CAS `s -> s+1`, run, store `s+2`), and per hardware transaction that wrote while `sw_active != 0` (it adds 2 inside the transaction). |
 /// | 62     | waiting ([`Globals::WAITING`]): a transaction is blocked in `retry` ([`SoftTx::wait_for_change`](crate::SoftTx::wait_for_change), [`SerialTx::wait_for_change`](crate::SerialTx::wait_for_change)). Set and cleared by waiters only, while `seq` is even; carried along by every commit, whose committer then wakes the waiters after releasing `seq`. |
 ///
+/// In a software-only (striped) domain `seq` is also the version clock of
+/// the ownership records (see [`Globals::is_striped`]): bit 0 is set while
+/// a writer locks its records (not through its write-back) or a serial
+/// transaction runs, and the counter moves by one per writing commit.
+///
 /// Invariants: only the thread that made `seq` odd makes it even again;
 /// the commit counter never decreases (2^61 commits to wrap), and `seq`
 /// changes only by commits and by the waiting bit; while it is odd the only
