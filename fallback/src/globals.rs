@@ -237,10 +237,7 @@ impl Globals {
     /// software-only from then on.
     #[inline]
     pub(crate) fn stripes_or_init(&self) -> &Stripes {
-        match self.stripes.get() {
-            Some(s) => s,
-            None => self.stripes.get_or_init(Stripes::new),
-        }
+        self.stripes.get_or_init(Stripes::new)
     }
 
     /// Whether this domain is software-only: a transaction was begun in it
