@@ -283,20 +283,27 @@ impl Globals {
         let backoff = Backoff::new();
         loop {
             if let Some(stripes) = self.stripes() {
-                let record = crate::striped::record(stripes.records(), w);
-                if let Some((o, v)) = crate::striped::read_pair(record, w)
-                    .filter(|&(o, _)| o & crate::striped::LOCKED == 0)
-                {
-                    // Acquire (after the record loads): a version newer
-                    // than the clock belongs to a commit still writing
-                    // back (or a serial transaction running).
-                    let clock = self.seq.load(Ordering::Acquire);
-                    if o <= crate::striped::version(clock) {
-                        return v;
+                // The clock first (seqlock order): a version no newer than
+                // an even clock read before the word belongs to a finished
+                // commit; anything that writes the word after this load
+                // marks or locks its record first, which the pair check
+                // below sees. (Read after the word, a clock could come from
+                // after a serial transaction rolled back what we read.)
+                // Acquire: the write-backs up to `clock` are visible.
+                let clock = self.seq.load(Ordering::Acquire);
+                if clock & 1 == 1 {
+                    if own_serial() {
+                        // Our own serial transaction: nobody else writes,
+                        // our writes are in place. Relaxed: only this
+                        // thread writes the word now.
+                        return w.load(Ordering::Relaxed);
                     }
-                    if clock & 1 == 1 && own_serial() {
-                        // Our own serial transaction's in-place write.
-                        return v;
+                } else {
+                    let record = crate::striped::record(stripes.records(), w);
+                    if let Some((o, v)) = crate::striped::read_pair(record, w) {
+                        if o & crate::striped::LOCKED == 0 && o <= crate::striped::version(clock) {
+                            return v;
+                        }
                     }
                 }
             } else {
