@@ -44,7 +44,9 @@ use std::hint::black_box;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use harness::{print_table, Figure, Meter, Ops, Ratio, Timing, XorShift};
+use harness::{
+    print_paired, print_table, Figure, Lock, Meter, Ops, PthreadMutex, Ratio, Timing, XorShift,
+};
 use hytm::{TMap, TQueue, TVar};
 
 const WORKLOADS: [&str; 5] = [
@@ -61,7 +63,13 @@ fn peers(workload: &str) -> &'static [&'static str] {
         "tvar string 95% read" => &["hytm", "hytm-get", "rwlock", "arc-swap"],
         "queue 1 prod 1 cons" => &["hytm", "crossbeam", "mutex-deque"],
         "tmap 80% get" => &["hytm", "mutex-hashmap", "dashmap"],
-        _ => &["hytm", "hytm-fallback", "hytm-global-lock", "coarse-lock"],
+        _ => &[
+            "hytm",
+            "hytm-fallback",
+            "hytm-global-lock",
+            "coarse-lock",
+            "pthread",
+        ],
     }
 }
 
@@ -317,6 +325,13 @@ fn figure(timing: Timing, workload: &str, peer: &str, threads: usize) -> Option<
             "hytm" => vacation_run(workload, vacation::Method::Atomic),
             "hytm-global-lock" => vacation_run(workload, vacation::Method::GlobalLock),
             "coarse-lock" => vacation_run(workload, vacation::Method::Lock),
+            "pthread" => {
+                let out = vacation::run_coarse::<PthreadMutex<vacation::LockManager>>(
+                    &vacation_params(workload),
+                );
+                assert_eq!(out.check, Ok(()), "vacation tables after {workload}");
+                out.tasks_per_sec() / 1e6
+            }
             "hytm-fallback" => {
                 // The mode is fixed per process: a child runs it.
                 let (figures, notes) = harness::run_child(
@@ -455,8 +470,41 @@ fn main() {
             ratio("glock/coarse", "hytm-global-lock", "coarse-lock"),
         ],
     );
+    // TinySTM's baseline (and the tm bench's): a default pthread mutex,
+    // paired within each round.
+    let vacation_rounds: Vec<Vec<Figure>> = rounds
+        .iter()
+        .map(|r| {
+            r.iter()
+                .filter(|f| WORKLOADS[3..].contains(&f.workload.as_str()))
+                .cloned()
+                .collect()
+        })
+        .collect();
+    print_paired(
+        "vacation against one pthread mutex, paired per round",
+        &vacation_rounds,
+        &[
+            ratio("hytm/pthread", "hytm", "pthread"),
+            ratio("fallback/pthread", "hytm-fallback", "pthread"),
+            ratio("coarse/pthread", "coarse-lock", "pthread"),
+        ],
+    );
     println!(
         "\nper-site statistics of this run:\n{}",
         hytm::stats::snapshot()
     );
+}
+
+/// vacation's coarse-lock peer on a default pthread mutex.
+impl vacation::CoarseLock for PthreadMutex<vacation::LockManager> {
+    fn new(m: vacation::LockManager) -> Self {
+        PthreadMutex::new(m)
+    }
+    fn with<R>(&self, f: impl FnOnce(&mut vacation::LockManager) -> R) -> R {
+        Lock::with(self, f)
+    }
+    fn into_inner(self) -> vacation::LockManager {
+        PthreadMutex::into_inner(self)
+    }
 }

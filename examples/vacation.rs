@@ -531,7 +531,8 @@ pub enum Method {
     /// hytm's `atomic` at a site with the default policy (`HYTM_MODE`
     /// decides: hardware where RTM is usable, else the software path).
     Atomic,
-    /// A site that never tries hardware: the NOrec software path.
+    /// A site that never tries hardware: the software path (hybrid NOrec
+    /// where hardware transactions can run, striped where none can).
     Stm,
     /// A site whose fallback is hytm's global lock (serial mode).
     GlobalLock,
@@ -642,91 +643,115 @@ fn initial_rows(p: &Params) -> Vec<Vec<(i64, i64, i64)>> {
         .collect()
 }
 
+/// One lock around the whole manager: the coarse-lock peer. The example
+/// uses `std::sync::Mutex`; the data bench adds a pthread mutex.
+pub trait CoarseLock: std::marker::Sync + Sized {
+    fn new(m: LockManager) -> Self;
+    fn with<R>(&self, f: impl FnOnce(&mut LockManager) -> R) -> R;
+    fn into_inner(self) -> LockManager;
+}
+
+impl CoarseLock for Mutex<LockManager> {
+    fn new(m: LockManager) -> Self {
+        Mutex::new(m)
+    }
+    fn with<R>(&self, f: impl FnOnce(&mut LockManager) -> R) -> R {
+        f(&mut self.lock().unwrap())
+    }
+    fn into_inner(self) -> LockManager {
+        Mutex::into_inner(self).unwrap()
+    }
+}
+
+/// Runs the clients on `HashMap`s under one lock of type `L`, then checks
+/// the tables.
+pub fn run_coarse<L: CoarseLock>(p: &Params) -> Outcome {
+    let rows = initial_rows(p);
+    let tasks = p.tasks_per_client() * p.clients as u64;
+    let mut m = LockManager::default();
+    for (kind, table) in rows.iter().enumerate() {
+        for &(id, num, price) in table {
+            let Ok(ok) = if kind < KINDS {
+                add_reservation(&mut m, kind, id, num, price)
+            } else {
+                add_customer(&mut m, id)
+            };
+            assert!(ok, "initialisation");
+        }
+    }
+    let m = L::new(m);
+    let (elapsed, changed) = clients(p, |task| {
+        let Ok(changed) = m.with(|m| run_task(m, task));
+        changed
+    });
+    let m = m.into_inner();
+    let snapshot = Snapshot {
+        tables: m.tables.clone(),
+        customers: m.customers.clone(),
+        lens: [
+            m.tables[CAR].len(),
+            m.tables[FLIGHT].len(),
+            m.tables[ROOM].len(),
+            m.customers.len(),
+        ],
+    };
+    finish(p, elapsed, tasks, changed, snapshot)
+}
+
 /// Runs the clients with `method`, then checks the tables.
 pub fn run(p: &Params, method: Method) -> Outcome {
+    if let Method::Lock = method {
+        return run_coarse::<Mutex<LockManager>>(p);
+    }
     let rows = initial_rows(p);
     let per_client = p.tasks_per_client();
     let tasks = per_client * p.clients as u64;
-    match method {
-        Method::Lock => {
-            let mut m = LockManager::default();
-            for (kind, table) in rows.iter().enumerate() {
-                for &(id, num, price) in table {
-                    let Ok(ok) = if kind < KINDS {
-                        add_reservation(&mut m, kind, id, num, price)
-                    } else {
-                        add_customer(&mut m, id)
-                    };
-                    assert!(ok, "initialisation");
+    let site = match method {
+        Method::Stm => &STM,
+        Method::GlobalLock => &GLOBAL_LOCK,
+        _ => &ATOMIC,
+    };
+    let cap = p.relations as usize;
+    let m = TxManager {
+        tables: std::array::from_fn(|_| TMap::with_capacity(cap)),
+        customers: TMap::with_capacity(cap),
+    };
+    for (kind, table) in rows.iter().enumerate() {
+        for &(id, num, price) in table {
+            let ok = site.atomic(|tx| {
+                let mut db = TxDb { tx, m: &m };
+                if kind < KINDS {
+                    add_reservation(&mut db, kind, id, num, price)
+                } else {
+                    add_customer(&mut db, id)
                 }
-            }
-            let m = Mutex::new(m);
-            let (elapsed, changed) = clients(p, |task| {
-                let Ok(changed) = run_task(&mut *m.lock().unwrap(), task);
-                changed
             });
-            let m = m.into_inner().unwrap();
-            let snapshot = Snapshot {
-                tables: m.tables.clone(),
-                customers: m.customers.clone(),
-                lens: [
-                    m.tables[CAR].len(),
-                    m.tables[FLIGHT].len(),
-                    m.tables[ROOM].len(),
-                    m.customers.len(),
-                ],
-            };
-            finish(p, elapsed, tasks, changed, snapshot)
+            assert!(ok, "initialisation");
         }
-        _ => {
-            let site = match method {
-                Method::Stm => &STM,
-                Method::GlobalLock => &GLOBAL_LOCK,
-                _ => &ATOMIC,
-            };
-            let cap = p.relations as usize;
-            let m = TxManager {
-                tables: std::array::from_fn(|_| TMap::with_capacity(cap)),
-                customers: TMap::with_capacity(cap),
-            };
-            for (kind, table) in rows.iter().enumerate() {
-                for &(id, num, price) in table {
-                    let ok = site.atomic(|tx| {
-                        let mut db = TxDb { tx, m: &m };
-                        if kind < KINDS {
-                            add_reservation(&mut db, kind, id, num, price)
-                        } else {
-                            add_customer(&mut db, id)
-                        }
-                    });
-                    assert!(ok, "initialisation");
-                }
-            }
-            let name = match method {
-                Method::Stm => "vacation stm",
-                Method::GlobalLock => "vacation global-lock",
-                _ => "vacation",
-            };
-            let before = SiteCounts::of(name);
-            let (elapsed, changed) = clients(p, |task| {
-                site.atomic(|tx| run_task(&mut TxDb { tx, m: &m }, task))
-            });
-            let counts = SiteCounts::of(name).since(before);
-            let snapshot = site.atomic(|tx| {
-                let mut s = Snapshot::default();
-                for kind in 0..KINDS {
-                    s.tables[kind] = m.tables[kind].entries(tx)?.into_iter().collect();
-                    s.lens[kind] = m.tables[kind].len(tx)?;
-                }
-                s.customers = m.customers.entries(tx)?.into_iter().collect();
-                s.lens[KINDS] = m.customers.len(tx)?;
-                Ok(s)
-            });
-            Outcome {
-                site: Some(counts),
-                ..finish(p, elapsed, tasks, changed, snapshot)
-            }
+    }
+    let name = match method {
+        Method::Stm => "vacation stm",
+        Method::GlobalLock => "vacation global-lock",
+        _ => "vacation",
+    };
+    let before = SiteCounts::of(name);
+    let (elapsed, changed) = clients(p, |task| {
+        site.atomic(|tx| run_task(&mut TxDb { tx, m: &m }, task))
+    });
+    let counts = SiteCounts::of(name).since(before);
+    let snapshot = site.atomic(|tx| {
+        let mut s = Snapshot::default();
+        for kind in 0..KINDS {
+            s.tables[kind] = m.tables[kind].entries(tx)?.into_iter().collect();
+            s.lens[kind] = m.tables[kind].len(tx)?;
         }
+        s.customers = m.customers.entries(tx)?.into_iter().collect();
+        s.lens[KINDS] = m.customers.len(tx)?;
+        Ok(s)
+    });
+    Outcome {
+        site: Some(counts),
+        ..finish(p, elapsed, tasks, changed, snapshot)
     }
 }
 

@@ -520,6 +520,12 @@ impl<T> PthreadMutex<T> {
             data: UnsafeCell::new(data),
         }
     }
+
+    /// The data back (a statically initialized mutex needs no destroy).
+    #[allow(dead_code)] // the data bench's; the tm bench does not use it
+    pub fn into_inner(self) -> T {
+        self.data.into_inner()
+    }
 }
 
 impl<T: Send> Lock<T> for PthreadMutex<T> {
