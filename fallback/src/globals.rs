@@ -341,6 +341,18 @@ impl Globals {
         self.serial.next.load(Ordering::Relaxed) != self.serial.serving.load(Ordering::Relaxed)
     }
 
+    /// Before a software writer competes for `seq`: queued serial
+    /// transactions go first, but the wait is bounded, since a stream of
+    /// them would starve the writer. After it the writer competes; if it
+    /// keeps losing, its caller sees `Restart` and escalates to the (FIFO)
+    /// serial queue itself.
+    pub(crate) fn let_queued_serial_go_first(&self) {
+        let waiting = Backoff::new();
+        while self.serial_pending() && !waiting.is_completed() {
+            waiting.snooze();
+        }
+    }
+
     /// Takes the next serial ticket.
     pub(crate) fn serial_ticket(&self) -> u64 {
         // Relaxed: the ticket is only an order; what the previous holder

@@ -506,14 +506,7 @@ impl<'g, 'env> SoftTx<'g, 'env> {
     fn lock_slow(&mut self) -> Result<(), Restart> {
         let backoff = Backoff::new();
         for _ in 0..COMMIT_ROUNDS {
-            // Queued serial transactions go first, but the wait is bounded:
-            // a stream of them would starve this writer. After it, the
-            // writer competes for `seq`; if it keeps losing, its caller sees
-            // Restart and escalates to the (FIFO) serial queue itself.
-            let waiting = Backoff::new();
-            while self.g.serial_pending() && !waiting.is_completed() {
-                waiting.snooze();
-            }
+            self.g.let_queued_serial_go_first();
             // Relaxed: only a hint whether to revalidate; `revalidate` takes
             // its own Acquire snapshot, and the CAS decides.
             if self.g.seq().load(Ordering::Relaxed) != self.snapshot {
@@ -583,12 +576,7 @@ impl<'g, 'env> SoftTx<'g, 'env> {
     fn lock_clock_slow(&mut self) -> Result<u64, Restart> {
         let backoff = Backoff::new();
         for _ in 0..COMMIT_ROUNDS {
-            // Queued serial transactions go first, for a bounded wait (see
-            // `lock_slow`).
-            let waiting = Backoff::new();
-            while self.g.serial_pending() && !waiting.is_completed() {
-                waiting.snooze();
-            }
+            self.g.let_queued_serial_go_first();
             let s = even_seq(self.g);
             if version(s) != self.snapshot {
                 if !striped::validate(&self.logs) {

@@ -185,7 +185,7 @@ pub(crate) fn wait_for_serial_read(records: &Records, a: Addr) {
 /// waits for nothing, so this ends).
 #[cold]
 #[inline(never)]
-pub(crate) fn wait_unlocked(r: &AtomicU64) {
+fn wait_unlocked(r: &AtomicU64) {
     let backoff = Backoff::new();
     // Acquire: once unlocked, the write-back is visible.
     while r.load(Ordering::Acquire) & LOCKED != 0 {

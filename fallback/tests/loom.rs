@@ -119,14 +119,15 @@ fn soft<'g, 'env, R>(
 /// and then CASes it hides the other thread's earlier loads of it; a model
 /// run in both arrangements explores both orders.
 fn pair(swap: bool, x: impl FnOnce() + Send + 'static, y: impl FnOnce() + Send + 'static) {
-    let (spawned, here): (Box<dyn FnOnce() + Send>, Box<dyn FnOnce() + Send>) = if swap {
-        (Box::new(y), Box::new(x))
+    if swap {
+        let t = thread::spawn(y);
+        x();
+        t.join().unwrap();
     } else {
-        (Box::new(x), Box::new(y))
-    };
-    let t = thread::spawn(spawned);
-    here();
-    t.join().unwrap();
+        let t = thread::spawn(x);
+        y();
+        t.join().unwrap();
+    }
 }
 
 fn transfer_and_reader_see_only_consistent_states(striped: bool, swap: bool) {
