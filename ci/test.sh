@@ -32,8 +32,17 @@ step "the library without default features (no hytm-diag dependencies)"
 cargo clippy -p hytm --no-default-features --lib -- -D warnings
 
 step "packaging: cargo publish --dry-run of both crates"
-# --workspace packages hytm-fallback first and verifies hytm against it.
-cargo publish --dry-run --workspace --allow-dirty --quiet
+# --workspace packages hytm-fallback first and verifies hytm against it,
+# through a registry in the target directory. Cargo takes a registry
+# package of a given version for immutable: on a later run from the same
+# checkout it would reuse its extraction and its build of the old
+# hytm-fallback. Both are dropped first (its own target directory keeps
+# the rest of the build cached).
+publish_target=target/publish
+rm -rf "${CARGO_HOME:-$HOME/.cargo}"/registry/src/*/hytm-fallback-* \
+    "$publish_target"/debug/.fingerprint/hytm-fallback-* \
+    "$publish_target"/debug/deps/*hytm_fallback-*
+CARGO_TARGET_DIR="$publish_target" cargo publish --dry-run --workspace --allow-dirty --quiet
 
 step "tests, auto mode"
 suite auto env -u HYTM_MODE -u HYTM_INJECT -u HYTM_STATS cargo test --workspace
