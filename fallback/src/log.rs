@@ -316,12 +316,16 @@ pub(crate) struct Logs {
     pub(crate) reads: Vec<(Addr, u64)>,
     /// Redo log (software) or undo log (serial).
     pub(crate) writes: WriteSet,
+    /// The thread's last snapshot in a striped domain (kept across
+    /// transactions: it is not an address of a word).
+    pub(crate) clock_hint: crate::striped::ClockHint,
 }
 
 impl Logs {
     const EMPTY: Logs = Logs {
         reads: Vec::new(),
         writes: WriteSet::new(),
+        clock_hint: crate::striped::ClockHint::EMPTY,
     };
 
     pub(crate) fn clear(&mut self) {

@@ -235,25 +235,32 @@ impl<'g, 'env> SoftTx<'g, 'env> {
     #[inline]
     #[must_use]
     pub fn begin_for(g: &'g Globals, hardware: bool) -> Self {
-        let stripes = if hardware {
+        let logs = ManuallyDrop::new(log::take());
+        let (stripes, snapshot) = if hardware {
             debug_assert!(
                 g.stripes().is_none(),
                 "a hybrid transaction in a software-only (striped) domain"
             );
             g.announce_software();
-            None
+            (None, even_seq(g))
         } else {
-            Some(g.stripes_or_init().records())
+            let stripes = g.stripes_or_init();
+            // The thread's last snapshot here, if it has one: reading the
+            // clock instead costs a miss whenever another core committed
+            // (see `striped::ClockHint`).
+            let snapshot = match logs.clock_hint.get(stripes) {
+                Some(hint) => hint,
+                None => version(even_seq(g)),
+            };
+            (Some(stripes.records()), snapshot)
         };
-        let logs = ManuallyDrop::new(log::take());
-        let seq = even_seq(g);
         // Every field is computed before the value is built, so that the
         // caller's `Tx` gets it in place (building it first and then setting
         // `snapshot` made LLVM assemble it on the stack and copy it over at
         // odd offsets, which stalls store forwarding).
         SoftTx {
             g,
-            snapshot: if hardware { seq } else { version(seq) },
+            snapshot,
             restarts: 0,
             announced: hardware,
             stripes,
@@ -535,10 +542,12 @@ impl<'g, 'env> SoftTx<'g, 'env> {
         if self.doomed {
             return Err(Restart);
         }
-        // Relaxed: a guess for the CAS, which decides.
-        let s = self.g.seq().load(Ordering::Relaxed);
-        let won = version(s) == self.snapshot
-            && !self.g.serial_pending()
+        // The CAS expects the clock at the snapshot, without loading it
+        // first: a load would fetch the line shared and the CAS fetch it
+        // again to own it, two misses when another core committed last. If
+        // the clock moved, the slow path validates and takes it there.
+        let s = self.snapshot;
+        let won = !self.g.serial_pending()
             // Acquire on success: every earlier commit's write-back happens
             // before ours. Relaxed on failure: the slow path re-reads.
             && self
@@ -927,7 +936,12 @@ impl Drop for SoftTx<'_, '_> {
     fn drop(&mut self) {
         // SAFETY: `drop` runs once and nothing touches `self.logs` after
         // this line, so taking the box out of its `ManuallyDrop` is sound.
-        let logs = unsafe { ManuallyDrop::take(&mut self.logs) };
+        let mut logs = unsafe { ManuallyDrop::take(&mut self.logs) };
+        if self.stripes.is_some() && !self.doomed {
+            if let Some(stripes) = self.g.stripes() {
+                logs.clock_hint.set(stripes, self.snapshot);
+            }
+        }
         log::give(logs);
         if self.announced {
             self.g.withdraw_software();

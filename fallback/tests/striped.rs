@@ -228,3 +228,63 @@ fn a_retry_waits_on_records_and_wakes_on_a_commit() {
     });
     assert_eq!(x.load(Relaxed), 4);
 }
+
+#[test]
+fn a_transaction_starts_at_its_threads_last_snapshot_and_extends_past_later_commits() {
+    // The thread's next transaction takes the snapshot its last one ended
+    // at, without reading the clock: a commit made since on another thread
+    // is then newer than the snapshot, and reading one of its words extends
+    // the snapshot (the earlier read is still current) and returns the new
+    // value.
+    let g = domain(true);
+    let (x, y) = (AtomicU64::new(0), AtomicU64::new(0));
+    let mut mine = begin(&g);
+    mine.write(&y, 1);
+    mine.commit().unwrap();
+    drop(mine);
+    let at_my_commit = g.seq().load(Relaxed);
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let mut other = begin(&g);
+            other.write(&x, 5);
+            other.commit().unwrap();
+        });
+    });
+    assert!(g.seq().load(Relaxed) > at_my_commit);
+    let mut next = begin(&g);
+    assert_eq!(next.read(&y), Ok(1));
+    assert_eq!(next.read(&x), Ok(5), "the other thread's commit was missed");
+    next.write(&y, 2);
+    next.commit().unwrap();
+    assert_eq!((x.load(Relaxed), y.load(Relaxed)), (5, 2));
+}
+
+#[test]
+fn a_threads_last_snapshot_is_not_taken_into_another_domain() {
+    // The thread's last snapshot belongs to its domain. Taken into a new
+    // domain (its clock far below it), a reader there would accept a
+    // commit made after its first read as older than its snapshot, and see
+    // half of it: y before, x after.
+    let old = Box::new(domain(true));
+    let w = AtomicU64::new(0);
+    for _ in 0..20 {
+        let mut tx = begin(&old);
+        tx.write(&w, 1);
+        tx.commit().unwrap();
+    }
+    drop(old);
+    // Likely at the old domain's address: the allocator reuses the block.
+    let g = Box::new(domain(true));
+    let (x, y) = (AtomicU64::new(0), AtomicU64::new(0));
+    let mut reader = begin(&g);
+    assert_eq!(reader.read(&y), Ok(0));
+    let mut writer = begin(&g);
+    writer.write(&x, 1);
+    writer.write(&y, 1);
+    writer.commit().unwrap();
+    assert_eq!(
+        reader.read(&x),
+        Err(Restart),
+        "the reader saw x after a commit and y before it"
+    );
+}
