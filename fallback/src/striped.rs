@@ -157,19 +157,24 @@ impl ClockHint {
         version: 0,
     };
 
-    /// The hint's version, if it was taken in the domain of `stripes`.
+    /// A transaction of the domain of `stripes` begins with these logs:
+    /// the hint's version if it was left by one of the same domain; else
+    /// the hint now names this domain, and `None` (read the clock).
     #[inline(always)]
-    pub(crate) fn get(&self, stripes: &Stripes) -> Option<u64> {
-        (self.domain == stripes.id).then_some(self.version)
+    pub(crate) fn begin(&mut self, stripes: &Stripes) -> Option<u64> {
+        if self.domain == stripes.id {
+            return Some(self.version);
+        }
+        self.domain = stripes.id;
+        None
     }
 
-    /// Remembers `version`, a snapshot held in the domain of `stripes`.
+    /// The transaction [`begin`](Self::begin) was called for ends with
+    /// `version` as its snapshot (a clock value of that domain it has
+    /// observed).
     #[inline(always)]
-    pub(crate) fn set(&mut self, stripes: &Stripes, version: u64) {
-        *self = ClockHint {
-            domain: stripes.id,
-            version,
-        };
+    pub(crate) fn end(&mut self, version: u64) {
+        self.version = version;
     }
 }
 
@@ -182,30 +187,64 @@ pub(crate) fn record(records: &Records, a: Addr) -> &AtomicU64 {
 
 /// Locks the records of the words a writer is about to write (it holds
 /// the clock): each becomes `LOCKED | version`, waiting first for an
-/// earlier writer still writing back a word of the stripe.
+/// earlier writer still writing back a word of the stripe. Returns whether
+/// two of the words share a record: their write-back must then be complete
+/// before either is released ([`unlock`]); else each word's record can be
+/// released as soon as the word is written ([`publish_and_unlock`]).
 #[inline(always)]
-pub(crate) fn lock(records: &Records, writes: &[(Addr, u64)], version: u64) {
+pub(crate) fn lock(records: &Records, writes: &[(Addr, u64)], version: u64) -> bool {
     let locked = LOCKED | version;
+    let mut shared = false;
     for &(a, _) in writes {
         let r = record(records, a);
         // Relaxed: only this writer (the clock's holder) locks records; an
         // earlier writer's release is waited for with Acquire below.
         let o = r.load(Ordering::Relaxed);
-        if o & LOCKED != 0 && o != locked {
-            wait_unlocked(r);
+        if o & LOCKED != 0 {
+            // Our own lock (only the holder of the clock at this version
+            // locks with it): a second word of the stripe.
+            if o == locked {
+                shared = true;
+            } else {
+                wait_unlocked(r);
+            }
         }
         // Relaxed: published by the clock's Release store (for committers
         // and extensions) and ordered before the word stores by the
         // caller's fence (for readers).
         r.store(locked, Ordering::Relaxed);
     }
+    shared
 }
 
 /// Releases what [`lock`] locked at `version`, after the write-back.
-#[inline(always)]
+#[inline]
 pub(crate) fn unlock(records: &Records, writes: &[(Addr, u64)], version: u64) {
     for &(a, _) in writes {
         // Release: a reader that sees the version sees the write-back.
+        record(records, a).store(version, Ordering::Release);
+    }
+}
+
+/// Writes back the redo log and releases each word's record right after
+/// its word, in one pass: for a commit whose words all have records of
+/// their own ([`lock`] returned false). One loop instead of two saves 12
+/// instructions of a bank transfer (callgrind).
+///
+/// # Safety
+///
+/// Every address in `writes` points at a live word.
+#[inline(always)]
+pub(crate) unsafe fn publish_and_unlock(records: &Records, writes: &[(Addr, u64)], version: u64) {
+    for &(a, v) in writes {
+        // SAFETY: the caller guarantees `a` is live; only atomic access is
+        // made.
+        let w = unsafe { &*a };
+        // Relaxed: published by the record's Release store just after.
+        w.store(v, Ordering::Relaxed);
+        // Release: a reader that sees the version sees the word (and the
+        // record was this word's alone, so no other word of it is still
+        // unwritten).
         record(records, a).store(version, Ordering::Release);
     }
 }
