@@ -968,7 +968,6 @@ impl Site {
         }
         let rt = runtime();
         let policy = self.policy.as_ref().unwrap_or(rt.config.default_policy());
-        let mut serial_first = false;
         if rt.hardware_path && policy.uses_hardware() {
             if let Some(rtm) = rt.rtm {
                 if rtm.test() {
@@ -996,16 +995,24 @@ impl Site {
             }
             match self.try_hardware(rt, policy, &mut body) {
                 Ok(r) => return r,
-                Err(why) => serial_first = why == GaveUp::NeedsSerial,
+                Err(GaveUp::NeedsSerial) => {
+                    let mut sw = SoftwareRun::default();
+                    let r = run_serial(rt, &mut sw, &mut body);
+                    sw.count(self.id(), policy.fallback_kind() != FallbackKind::Stm);
+                    return r;
+                }
+                Err(_) => {}
             }
         } else if let Some(rtm) = rt.rtm.filter(|rtm| rtm.test()) {
             // Software-only site inside a hardware transaction: the
             // software path cannot run there; roll back, let it run outside.
             rtm.abort::<{ code::NEEDS_SERIAL }>();
         }
+        // Every software-only `atomic` comes here: the serial escalation
+        // above has its own tail, so this one tests the policy alone.
         let mut sw = SoftwareRun::default();
         let lock = policy.fallback_kind() != FallbackKind::Stm;
-        let r = if lock || serial_first {
+        let r = if lock {
             run_serial(rt, &mut sw, &mut body)
         } else {
             run_software(rt, &mut sw, &mut body)

@@ -940,7 +940,7 @@ impl Drop for SoftTx<'_, '_> {
     /// redo log, so a transaction dropped by a panic leaves nothing behind.
     // Inline: it ends every `atomic` (a call of its own cost 9
     // instructions per transaction, callgrind).
-    #[inline]
+    #[inline(always)]
     fn drop(&mut self) {
         // SAFETY: `drop` runs once and nothing touches `self.logs` after
         // this line, so taking the box out of its `ManuallyDrop` is sound.
