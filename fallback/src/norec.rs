@@ -945,7 +945,9 @@ impl Drop for SoftTx<'_, '_> {
         // SAFETY: `drop` runs once and nothing touches `self.logs` after
         // this line, so taking the box out of its `ManuallyDrop` is sound.
         let mut logs = unsafe { ManuallyDrop::take(&mut self.logs) };
-        if self.stripes.is_some() && !self.doomed {
+        // A doomed striped transaction parks its snapshot at 0: stale,
+        // so still a valid hint.
+        if self.stripes.is_some() {
             logs.clock_hint.end(self.snapshot);
         }
         log::give(logs);
