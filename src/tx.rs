@@ -1470,7 +1470,7 @@ fn end_software_slow(rt: &Runtime, sw: &mut SoftwareRun, engine: &mut Soft<'_>) 
     SlowEnd::Committed
 }
 
-/// The NOrec path, escalating to serial after repeated restarts.
+/// The software (STM) path, escalating to serial after repeated restarts.
 fn run_software<'env, R, E>(
     rt: &Runtime,
     sw: &mut SoftwareRun,
@@ -1484,62 +1484,106 @@ fn run_software<'env, R, E>(
         _not_send: PhantomData,
     };
     let scope = Outermost::enter(e as usize);
-    loop {
-        let r = call_body(body, &mut tx);
-        // SAFETY: the body has returned: no other reference to the engine
-        // is live until the next call.
-        let engine = unsafe { &mut *e };
-        match r {
-            Ok(v) => {
-                // One test on the common path (as many instructions as the
-                // injection test alone): whether anything but a plain commit
-                // is to happen here, `TVar` values to publish or an
-                // injected rollback.
-                if engine.vars || rt.rollbacks {
-                    match end_software_slow(rt, sw, engine) {
-                        SlowEnd::Committed => return Ok(v),
-                        SlowEnd::RolledBack => continue,
-                        SlowEnd::Failed => {}
-                    }
-                } else if engine.tx.commit().is_ok() {
-                    sw.commits += 1;
-                    sw.first_try_commit = sw.restarts == 0 && sw.rollbacks == 0;
-                    return Ok(v);
-                }
+    // The first attempt and its plain commit are here, the common case;
+    // everything else (`TVar` values, injection, cancel, retry, restarts)
+    // is in `software_attempts`, out of line, so that this frame stays
+    // small (14 instructions fewer per transaction, callgrind).
+    let first = match call_body(body, &mut tx) {
+        Ok(v) => {
+            // SAFETY: the body has returned: no other reference to the
+            // engine is live until the next call.
+            let engine = unsafe { &mut *e };
+            // One test (as many instructions as the injection test alone):
+            // whether anything but a plain commit is to happen here.
+            if engine.vars || rt.rollbacks {
+                Some(Ok(v))
+            } else if engine.tx.commit().is_ok() {
+                sw.commits += 1;
+                // The first attempt: no restart, no rollback yet.
+                sw.first_try_commit = true;
+                return Ok(v);
+            } else {
+                None
             }
-            Err(TxError::Cancel(e)) => {
-                crate::tvar::abort();
-                sw.cancelled = true;
-                return Err(e);
-            }
-            Err(TxError::Restart(_)) if engine.retry => {
-                // `Tx::retry`: not a conflict; park until a change.
-                engine.retry = false;
-                engine.vars = false;
-                crate::tvar::abort();
-                engine.tx.wait_for_change();
-                continue;
-            }
-            Err(TxError::Restart(_)) if engine.want_serial => {
-                crate::tvar::abort();
-                break;
-            }
-            Err(TxError::Restart(_)) => {}
         }
-        // The attempt restarts (or escalates): what it set is freed.
-        engine.vars = false;
-        crate::tvar::abort();
-        sw.restarts += 1;
-        if engine.tx.restarts() + 1 >= SERIAL_AFTER_RESTARTS {
-            break;
-        }
-        engine.tx.restart();
+        Err(x) => Some(Err(x)),
+    };
+    if let Some(r) = software_attempts(rt, sw, body, e, &mut tx, first) {
+        return r;
     }
     // Release the software transaction (sw_active) before the serial one
     // takes its place.
     drop(scope);
     drop(engine);
     run_serial(rt, sw, body)
+}
+
+/// The rest of a software run after its first attempt: `first` is what the
+/// body returned (`None`: it returned `Ok`, and the commit failed). Returns
+/// the run's result, or `None` to escalate to the serial path.
+#[inline(never)]
+fn software_attempts<'env, R, E>(
+    rt: &Runtime,
+    sw: &mut SoftwareRun,
+    body: &mut impl FnMut(&mut Tx<'env>) -> Result<R, TxError<E>>,
+    e: *mut Soft<'env>,
+    tx: &mut Tx<'env>,
+    first: Option<Result<R, TxError<E>>>,
+) -> Option<Result<R, E>> {
+    let mut attempt = first;
+    loop {
+        // SAFETY: the body has returned: no other reference to the engine
+        // is live until the next call.
+        let engine = unsafe { &mut *e };
+        match attempt {
+            Some(Ok(v)) => {
+                if engine.vars || rt.rollbacks {
+                    match end_software_slow(rt, sw, engine) {
+                        SlowEnd::Committed => return Some(Ok(v)),
+                        SlowEnd::RolledBack => {
+                            attempt = Some(call_body(body, tx));
+                            continue;
+                        }
+                        SlowEnd::Failed => {}
+                    }
+                } else if engine.tx.commit().is_ok() {
+                    sw.commits += 1;
+                    sw.first_try_commit = sw.restarts == 0 && sw.rollbacks == 0;
+                    return Some(Ok(v));
+                }
+            }
+            // The commit failed: restart.
+            None => {}
+            Some(Err(TxError::Cancel(e))) => {
+                crate::tvar::abort();
+                sw.cancelled = true;
+                return Some(Err(e));
+            }
+            Some(Err(TxError::Restart(_))) if engine.retry => {
+                // `Tx::retry`: not a conflict; park until a change.
+                engine.retry = false;
+                engine.vars = false;
+                crate::tvar::abort();
+                engine.tx.wait_for_change();
+                attempt = Some(call_body(body, tx));
+                continue;
+            }
+            Some(Err(TxError::Restart(_))) if engine.want_serial => {
+                crate::tvar::abort();
+                return None;
+            }
+            Some(Err(TxError::Restart(_))) => {}
+        }
+        // The attempt restarts (or escalates): what it set is freed.
+        engine.vars = false;
+        crate::tvar::abort();
+        sw.restarts += 1;
+        if engine.tx.restarts() + 1 >= SERIAL_AFTER_RESTARTS {
+            return None;
+        }
+        engine.tx.restart();
+        attempt = Some(call_body(body, tx));
+    }
 }
 
 /// The serial-irrevocable path: runs alone, with an undo log so that a panic
