@@ -687,6 +687,12 @@ pub(crate) fn runtime() -> &'static Runtime {
     }
 }
 
+/// The runtime, if a transaction or [`init`] has installed it already.
+#[inline]
+pub(crate) fn installed() -> Option<&'static Runtime> {
+    RUNTIME.get()
+}
+
 #[cold]
 fn runtime_slow() -> &'static Runtime {
     match init() {

@@ -833,7 +833,8 @@ pub struct Site {
     name: Option<&'static str>,
     /// The statistics row, once registered (`UNREGISTERED` before): one
     /// relaxed load on every transaction, where a `OnceLock` and the name
-    /// check cost three times the instructions.
+    /// check cost three times the instructions. Its bit [`STM_ONLY`] says
+    /// that the site's transactions go straight to the software path.
     id: AtomicU32,
     /// On a cache line of its own: hardware attempts of the site
     /// read it, fallbacks write it, and neither should drag the site's
@@ -882,7 +883,7 @@ impl Site {
     const fn unnamed() -> Site {
         Site {
             name: None,
-            id: AtomicU32::new(SiteId::ATOMIC.0),
+            id: AtomicU32::new(UNREGISTERED),
             adaptive: CachePadded::new(AdaptiveWord::new()),
             policy: None,
         }
@@ -894,19 +895,56 @@ impl Site {
         // the registry under its lock, and every thread stores the same one.
         match self.id.load(Ordering::Relaxed) {
             UNREGISTERED => self.register(),
-            id => SiteId(id),
+            id => SiteId(id & !STM_ONLY),
         }
     }
 
+    /// [`id`](Self::id) on the hybrid path, where the site's `STM_ONLY`
+    /// bit is never set (it is set only where no hardware path exists):
+    /// no mask, so that the hybrid path's instructions stay as they were.
+    #[inline]
+    fn hybrid_id(&self) -> SiteId {
+        // Relaxed: see `id`.
+        match self.id.load(Ordering::Relaxed) {
+            UNREGISTERED => self.register(),
+            id => {
+                debug_assert!(id & STM_ONLY == 0, "an STM-only site on the hybrid path");
+                SiteId(id)
+            }
+        }
+    }
+
+    /// Registers the site's statistics row (unnamed sites share
+    /// `SiteId::ATOMIC`), and decides once whether its transactions go
+    /// straight to the software path. Called from a transaction, after the
+    /// runtime is installed.
     #[cold]
     fn register(&self) -> SiteId {
-        // Unnamed sites start registered, as `SiteId::ATOMIC`.
         let id = match self.name {
             Some(name) => SiteId::named(SiteKind::Atomic, name),
             None => SiteId::ATOMIC,
         };
+        assert!(id.0 < STM_ONLY >> 1, "too many transaction sites");
+        // Straight to the software path: no hardware attempt can run in
+        // the process (no RTM, no simulated aborts), no injected rollback
+        // is configured, and the site's fallback is the STM. Both the
+        // runtime and the policy are fixed from here on.
+        let stm_only = crate::runtime::installed().is_some_and(|rt| {
+            !rt.hardware_path
+                && rt.rtm.is_none()
+                && !rt.rollbacks
+                && self
+                    .policy
+                    .as_ref()
+                    .unwrap_or(rt.config.default_policy())
+                    .fallback_kind()
+                    == FallbackKind::Stm
+        });
         // Relaxed: see `id`; racing registrations store the same value.
-        self.id.store(id.0, Ordering::Relaxed);
+        self.id.store(
+            id.0 | if stm_only { STM_ONLY } else { 0 },
+            Ordering::Relaxed,
+        );
         id
     }
 
@@ -967,6 +1005,23 @@ impl Site {
             return run_nested(outer, &mut body);
         }
         let rt = runtime();
+        // Behind `hardware_path`, which the hybrid path tests anyway: its
+        // instructions stay as they were (the HTM model's bank transfer,
+        // 2121.7), at 3 more on the software path than testing the site
+        // first.
+        if !rt.hardware_path {
+            // Relaxed: see `id`.
+            let word = self.id.load(Ordering::Relaxed);
+            if word & STM_ONLY != 0 {
+                // Decided when the site registered (see `register`): no
+                // injection or policy check to make here (20 instructions
+                // per transaction, callgrind).
+                let mut sw = SoftwareRun::default();
+                let r = run_software::<true, R, E>(rt, &mut sw, &mut body);
+                sw.count(SiteId(word & !STM_ONLY), false);
+                return r;
+            }
+        }
         let policy = self.policy.as_ref().unwrap_or(rt.config.default_policy());
         if rt.hardware_path && policy.uses_hardware() {
             if let Some(rtm) = rt.rtm {
@@ -1015,7 +1070,7 @@ impl Site {
         let r = if lock {
             run_serial(rt, &mut sw, &mut body)
         } else {
-            run_software(rt, &mut sw, &mut body)
+            run_software::<false, R, E>(rt, &mut sw, &mut body)
         };
         sw.count(self.id(), lock);
         r
@@ -1032,7 +1087,7 @@ impl Site {
         policy: &Policy,
         body: &mut impl FnMut(&mut Tx<'env>) -> Result<R, TxError<E>>,
     ) -> Result<Result<R, E>, GaveUp> {
-        let site = self.id();
+        let site = self.hybrid_id();
         if policy.is_adaptive() && !self.adaptive.should_try_hardware() {
             let exec = Execution {
                 skipped: true,
@@ -1471,13 +1526,19 @@ fn end_software_slow(rt: &Runtime, sw: &mut SoftwareRun, engine: &mut Soft<'_>) 
 }
 
 /// The software (STM) path, escalating to serial after repeated restarts.
-fn run_software<'env, R, E>(
+///
+/// `STM_ONLY`: the site is known to run nothing but this path (see
+/// `Site::register`), so the runtime's hardware and injection flags are
+/// known false.
+fn run_software<'env, const STM_ONLY: bool, R, E>(
     rt: &Runtime,
     sw: &mut SoftwareRun,
     body: &mut impl FnMut(&mut Tx<'env>) -> Result<R, TxError<E>>,
 ) -> Result<R, E> {
+    let hardware = !STM_ONLY && rt.rtm.is_some();
+    let rollbacks = !STM_ONLY && rt.rollbacks;
     // Without a hardware path in this process nobody reads `sw_active`.
-    let mut engine: Soft<'env> = Engine::new(SoftTx::begin_for(&GLOBALS, rt.rtm.is_some()), false);
+    let mut engine: Soft<'env> = Engine::new(SoftTx::begin_for(&GLOBALS, hardware), false);
     let e: *mut Soft<'env> = &mut engine;
     let mut tx = Tx {
         path: Path::Software(e),
@@ -1495,7 +1556,7 @@ fn run_software<'env, R, E>(
             let engine = unsafe { &mut *e };
             // One test (as many instructions as the injection test alone):
             // whether anything but a plain commit is to happen here.
-            if engine.vars || rt.rollbacks {
+            if engine.vars || rollbacks {
                 Some(Ok(v))
             } else if engine.tx.commit().is_ok() {
                 sw.commits += 1;
@@ -1642,8 +1703,14 @@ fn run_serial<'env, R, E>(
 
 static UNNAMED: Site = Site::unnamed();
 
-/// `Site::id` before the site's first transaction registered its row.
-const UNREGISTERED: u32 = u32::MAX;
+/// `Site::id` before the site's first transaction registered its row (bit
+/// `STM_ONLY` clear, so that one test of the bit reads a registered site's
+/// route).
+const UNREGISTERED: u32 = !STM_ONLY;
+
+/// The bit of `Site::id` set when the site's transactions go straight to
+/// the software path (see `Site::register`).
+const STM_ONLY: u32 = 1 << 31;
 
 /// Runs `body` as one atomic transaction over [`TCell`]s.
 ///
