@@ -41,7 +41,9 @@ fn a_threads_spare_logs_are_freed_when_it_ends() {
         }
         let before = LIVE.load(Relaxed);
         std::thread::scope(|s| {
-            s.spawn(|| {
+            // Joined explicitly: the join waits for the thread's locals to
+            // be torn down (the scope's own wait only for its closure).
+            let t = s.spawn(|| {
                 // Grown logs go back to the thread's pool after each
                 // transaction, and a nested one takes its own.
                 for _ in 0..3 {
@@ -55,6 +57,7 @@ fn a_threads_spare_logs_are_freed_when_it_ends() {
                     tx.commit().unwrap();
                 }
             });
+            t.join().unwrap();
         });
         assert_eq!(
             LIVE.load(Relaxed) - before,
