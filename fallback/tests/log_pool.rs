@@ -3,9 +3,9 @@
 //! has no other allocating tests running beside it).
 #![cfg(not(loom))] // loom builds run tests/loom.rs only
 
-use hytm_fallback::{Globals, SoftTx};
+use hytm_fallback::{AtomicU64, Globals, SoftTx};
 use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicI64, Ordering::Relaxed};
 
 struct Counting;
 
