@@ -228,7 +228,7 @@ pub(crate) fn unlock(records: &Records, writes: &[(Addr, u64)], version: u64) {
 
 /// Writes back the redo log and releases each word's record right after
 /// its word, in one pass: for a commit whose words all have records of
-/// their own ([`lock`] returned false). One loop instead of two saves 12
+/// their own ([`lock`] returned false). One loop instead of two saves 22
 /// instructions of a bank transfer (callgrind).
 ///
 /// # Safety
