@@ -19,7 +19,9 @@
 //! threads); its reports land in `target/criterion`. Its samples of one
 //! peer are taken back to back, so on a noisy machine compare peers in the
 //! interleaved table. `--quick` shortens both parts; `--tables-only` skips
-//! criterion.
+//! criterion; `--threads 2` and `--peers hytm-stm,pthread` restrict the
+//! rounds to those thread counts and peers (a quick paired look on a noisy
+//! machine, between its slow spells).
 
 #[path = "harness/mod.rs"]
 mod harness;
@@ -354,13 +356,52 @@ fn criterion_peers(quick: bool) {
 
 /// Every peer once, starting at peer `round`: one round of
 /// [`harness::interleaved`].
+/// The value of `--<name> a,b,...` on the command line, split at commas.
+fn list_arg(name: &str) -> Option<Vec<String>> {
+    let args: Vec<String> = std::env::args().collect();
+    let i = args.iter().position(|a| a == name)?;
+    let Some(v) = args.get(i + 1) else {
+        panic!("{name}: expected a comma-separated list after it");
+    };
+    Some(v.split(',').map(str::to_owned).collect())
+}
+
+/// The thread counts to measure: `--threads 1,2` (the default) or a part.
+fn thread_counts() -> Vec<usize> {
+    list_arg("--threads").map_or(vec![1, 2], |l| {
+        l.iter()
+            .map(|t| match t.as_str() {
+                "1" => 1,
+                "2" => 2,
+                _ => panic!("--threads {t:?}: expected 1 or 2"),
+            })
+            .collect()
+    })
+}
+
+/// Whether `peer` is measured: all of them, or those named by `--peers`
+/// (for a quick paired look at a few, e.g. `--peers hytm-stm,pthread`).
+fn peer_wanted(peer: &str) -> bool {
+    list_arg("--peers").is_none_or(|l| {
+        for p in &l {
+            assert!(
+                PEERS.iter().any(|(known, _)| known == p),
+                "--peers {p:?}: expected some of {:?}",
+                PEERS.map(|(k, _)| k)
+            );
+        }
+        l.iter().any(|p| p == peer)
+    })
+}
+
 fn all_figures(timing: Timing, round: usize) -> Vec<Figure> {
     let mut figures = Vec::new();
-    for threads in [1, 2] {
+    for threads in thread_counts() {
         let peers: Vec<&str> = PEERS
             .iter()
             .filter(|(_, two_only)| threads == 2 || !two_only)
             .map(|(peer, _)| *peer)
+            .filter(|peer| peer_wanted(peer))
             .collect();
         for peer in harness::rotated(peers, round) {
             for (workload, mops) in run_peer(&timing, None, peer, threads) {
