@@ -940,10 +940,16 @@ impl Site {
                     .fallback_kind()
                     == FallbackKind::Stm
         });
-        // Relaxed: see `id`; racing registrations store the same value.
+        if stm_only {
+            // Before the route is published: its transactions do not note
+            // themselves to the elided locks (see `Outermost::enter_noted`).
+            crate::elide::note_software_transactions();
+        }
+        // Release: a thread that sees the route (Acquire in `run`) sees the
+        // gate noted. Racing registrations store the same value.
         self.id.store(
             id.0 | if stm_only { STM_ONLY } else { 0 },
-            Ordering::Relaxed,
+            Ordering::Release,
         );
         id
     }
@@ -1010,8 +1016,9 @@ impl Site {
         // 2121.7), at 3 more on the software path than testing the site
         // first.
         if !rt.hardware_path {
-            // Relaxed: see `id`.
-            let word = self.id.load(Ordering::Relaxed);
+            // Acquire: pairs with `register`'s Release (a plain load on
+            // x86), so the elided locks' gate is seen noted.
+            let word = self.id.load(Ordering::Acquire);
             if word & STM_ONLY != 0 {
                 // Decided when the site registered (see `register`): no
                 // injection or policy check to make here (20 instructions
@@ -1308,6 +1315,14 @@ impl Outermost {
     #[inline(always)]
     fn enter(current: usize) -> Outermost {
         crate::elide::note_software_transactions();
+        Self::enter_noted(current)
+    }
+
+    /// [`enter`](Self::enter) where the elided locks' gate is known to
+    /// have noted software transactions already (a site on the software
+    /// route: `Site::register` noted them before it published the route).
+    #[inline(always)]
+    fn enter_noted(current: usize) -> Outermost {
         CURRENT.with(|c| c.set(current));
         Outermost
     }
@@ -1544,7 +1559,11 @@ fn run_software<'env, const STM_ONLY: bool, R, E>(
         path: Path::Software(e),
         _not_send: PhantomData,
     };
-    let scope = Outermost::enter(e as usize);
+    let scope = if STM_ONLY {
+        Outermost::enter_noted(e as usize)
+    } else {
+        Outermost::enter(e as usize)
+    };
     // The first attempt and its plain commit are here, the common case;
     // everything else (`TVar` values, injection, cancel, retry, restarts)
     // is in `software_attempts`, out of line, so that this frame stays
