@@ -235,24 +235,33 @@ impl<'g, 'env> SoftTx<'g, 'env> {
     #[inline]
     #[must_use]
     pub fn begin_for(g: &'g Globals, hardware: bool) -> Self {
-        let mut logs = ManuallyDrop::new(log::take());
-        let (stripes, snapshot) = if hardware {
+        // The checks and the records' allocation come before the logs are
+        // taken: a panic in them must not leak the logs.
+        let stripes = if hardware {
             debug_assert!(
                 g.stripes().is_none(),
                 "a hybrid transaction in a software-only (striped) domain"
             );
-            g.announce_software();
-            (None, even_seq(g))
+            None
         } else {
-            let stripes = g.stripes_or_init();
-            // The thread's last snapshot here, if it has one: reading the
-            // clock instead costs a miss whenever another core committed
-            // (see `striped::ClockHint`).
-            let snapshot = match logs.clock_hint.begin(stripes) {
-                Some(hint) => hint,
-                None => version(even_seq(g)),
-            };
-            (Some(stripes.records()), snapshot)
+            Some(g.stripes_or_init())
+        };
+        let mut logs = ManuallyDrop::new(log::take());
+        let (stripes, snapshot) = match stripes {
+            None => {
+                g.announce_software();
+                (None, even_seq(g))
+            }
+            Some(stripes) => {
+                // The thread's last snapshot here, if it has one: reading the
+                // clock instead costs a miss whenever another core committed
+                // (see `striped::ClockHint`).
+                let snapshot = match logs.clock_hint.begin(stripes) {
+                    Some(hint) => hint,
+                    None => version(even_seq(g)),
+                };
+                (Some(stripes.records()), snapshot)
+            }
         };
         // Every field is computed before the value is built, so that the
         // caller's `Tx` gets it in place (building it first and then setting
