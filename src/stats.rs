@@ -309,9 +309,15 @@ pub(crate) fn count(site: SiteId, outcome: Outcome) {
 #[inline]
 fn with_slot(site: SiteId, f: impl FnOnce(&Slot)) {
     let (last_site, last) = LAST.with(Cell::get);
-    if last_site == site.0 && !last.is_null() {
+    // No null test: LAST's pointer is null only with the site `u32::MAX`,
+    // which no site has (ids are registry indices), so a matching site
+    // comes with a slot (2 instructions fewer per transaction and per
+    // elided section, callgrind).
+    if last_site == site.0 {
+        debug_assert!(!last.is_null(), "LAST matched a site without a slot");
         // SAFETY: LAST is only set below from a slot owned by this thread's
-        // live table (an Arc it holds), and cleared when that table drops.
+        // live table (an Arc it holds), and cleared (to the site
+        // `u32::MAX`, which no site has) when that table drops.
         return f(unsafe { &*last });
     }
     with_slot_slow(site, f);
