@@ -332,6 +332,22 @@ impl Globals {
         }
     }
 
+    /// Takes `seq` odd from the even value `s` (one CAS, `s -> s + 1`):
+    /// the commit lock of NOrec, the striped clock, and the serial
+    /// transaction's lock are all this one step. `false` if `seq` was not
+    /// `s`.
+    ///
+    /// Acquire on success: the taker takes over from the last release of
+    /// `seq`, so every earlier commit's writes happen before what it reads
+    /// and writes next. Relaxed on failure: every caller reads `seq` again
+    /// (or validates) before another try.
+    #[inline(always)]
+    pub(crate) fn try_take_seq(&self, s: u64) -> bool {
+        self.seq
+            .compare_exchange(s, s + 1, Ordering::Acquire, Ordering::Relaxed)
+            .is_ok()
+    }
+
     /// Whether a serial transaction is queued or running: software writers
     /// then hold back from the commit CAS so the serial one gets `seq`.
     #[inline]

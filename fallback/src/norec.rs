@@ -498,15 +498,8 @@ impl<'g, 'env> SoftTx<'g, 'env> {
             return self.commit_striped(stripes);
         }
         let s = self.snapshot;
-        let won = !self.g.serial_pending()
-            // Acquire on success: we read the last release of `seq`, so
-            // every earlier commit's write-back happens before ours.
-            // Relaxed on failure: `lock_slow` re-reads `seq` with Acquire.
-            && self
-                .g
-                .seq()
-                .compare_exchange(s, s + 1, Ordering::Acquire, Ordering::Relaxed)
-                .is_ok();
+        // On failure `lock_slow` revalidates at `seq` as it is now.
+        let won = !self.g.serial_pending() && self.g.try_take_seq(s);
         if !won {
             self.lock_slow()?;
         }
@@ -528,14 +521,7 @@ impl<'g, 'env> SoftTx<'g, 'env> {
             if self.g.seq().load(Ordering::Relaxed) != self.snapshot {
                 self.revalidate()?;
             }
-            let s = self.snapshot;
-            // Acquire / Relaxed: as in `commit`.
-            if self
-                .g
-                .seq()
-                .compare_exchange(s, s + 1, Ordering::Acquire, Ordering::Relaxed)
-                .is_ok()
-            {
+            if self.g.try_take_seq(self.snapshot) {
                 return Ok(());
             }
             backoff.spin();
@@ -556,14 +542,7 @@ impl<'g, 'env> SoftTx<'g, 'env> {
         // again to own it, two misses when another core committed last. If
         // the clock moved, the slow path validates and takes it there.
         let s = self.snapshot;
-        let won = !self.g.serial_pending()
-            // Acquire on success: every earlier commit's write-back happens
-            // before ours. Relaxed on failure: the slow path re-reads.
-            && self
-                .g
-                .seq()
-                .compare_exchange(s, s + 1, Ordering::Acquire, Ordering::Relaxed)
-                .is_ok();
+        let won = !self.g.serial_pending() && self.g.try_take_seq(s);
         let s = if won { s } else { self.lock_clock_slow()? };
         let v = version(s + 2);
         let writes = self.logs.writes.entries();
@@ -608,13 +587,7 @@ impl<'g, 'env> SoftTx<'g, 'env> {
                 }
                 self.snapshot = version(s);
             }
-            // Acquire / Relaxed: as in `commit_striped`.
-            if self
-                .g
-                .seq()
-                .compare_exchange(s, s + 1, Ordering::Acquire, Ordering::Relaxed)
-                .is_ok()
-            {
+            if self.g.try_take_seq(s) {
                 return Ok(s);
             }
             backoff.spin();

@@ -371,14 +371,7 @@ fn wait_for_turn(g: &Globals, ticket: u64) {
 fn lock_seq(g: &Globals) -> u64 {
     // Relaxed: only a guess for the CAS, which decides.
     let s = g.seq().load(Ordering::Relaxed);
-    // Acquire on success: we take over from the last release of `seq`, so
-    // every earlier commit's writes happen before our direct reads. Relaxed
-    // on failure: the slow path retries.
-    if s & 1 == 0
-        && g.seq()
-            .compare_exchange(s, s + 1, Ordering::Acquire, Ordering::Relaxed)
-            .is_ok()
-    {
+    if s & 1 == 0 && g.try_take_seq(s) {
         return s + 1;
     }
     lock_seq_slow(g)
@@ -389,19 +382,16 @@ fn lock_seq(g: &Globals) -> u64 {
 fn lock_seq_slow(g: &Globals) -> u64 {
     let backoff = Backoff::new();
     loop {
-        // Relaxed / Acquire / Relaxed: as in `lock_seq`.
+        // Relaxed: as in `lock_seq`.
         let s = g.seq().load(Ordering::Relaxed);
         if s & 1 == 1 {
             backoff.snooze();
             continue;
         }
-        match g
-            .seq()
-            .compare_exchange(s, s + 1, Ordering::Acquire, Ordering::Relaxed)
-        {
-            Ok(_) => return s + 1,
-            Err(_) => backoff.spin(),
+        if g.try_take_seq(s) {
+            return s + 1;
         }
+        backoff.spin();
     }
 }
 
