@@ -82,6 +82,7 @@
 //! assert_eq!(G.sw_active().load(Ordering::Relaxed), 0);
 //! ```
 
+mod entry_log;
 mod globals;
 mod log;
 mod norec;

@@ -8,6 +8,7 @@
 //! before it goes back to the pool (see the `SAFETY` comments at each
 //! dereference in `norec.rs` and `serial.rs`).
 
+use crate::entry_log::EntryLog;
 use crate::sync::AtomicU64;
 
 /// A logged word address.
@@ -55,7 +56,8 @@ fn filter_bit(a: Addr) -> u64 {
 /// address); small sets are scanned linearly; large ones use an index.
 #[derive(Default)]
 pub(crate) struct WriteSet {
-    entries: Vec<(Addr, u64)>,
+    /// Appends past `LINEAR_MAX` entries take the slow path, which indexes.
+    entries: EntryLog<LINEAR_MAX>,
     /// Union of `filter_bit` of every entry.
     filter: u64,
     /// Open addressing over `entries` (slot = index + 1, 0 = empty); empty
@@ -83,7 +85,7 @@ pub(crate) struct Mark {
 impl WriteSet {
     pub(crate) const fn new() -> Self {
         WriteSet {
-            entries: Vec::new(),
+            entries: EntryLog::new(),
             filter: 0,
             index: Vec::new(),
             protect: 0,
@@ -98,7 +100,7 @@ impl WriteSet {
 
     #[inline]
     pub(crate) fn entries(&self) -> &[(Addr, u64)] {
-        &self.entries
+        self.entries.as_slice()
     }
 
     /// Position of `a` in `entries`.
@@ -112,7 +114,7 @@ impl WriteSet {
 
     fn find_slow(&self, a: Addr) -> Option<usize> {
         if self.index.is_empty() {
-            return self.entries.iter().position(|e| e.0 == a);
+            return self.entries.as_slice().iter().position(|e| e.0 == a);
         }
         let mask = self.index.len() - 1;
         let mut slot = self.home(a);
@@ -204,11 +206,15 @@ impl WriteSet {
         for (key, v) in saved {
             restore(self, key, v);
         }
-        for &(a, v) in self.entries[m.len..].iter().rev() {
+        for &(a, v) in self.entries.as_slice()[m.len..].iter().rev() {
             dropped(a, v);
         }
         self.entries.truncate(m.len);
-        self.filter = self.entries.iter().fold(0, |f, e| f | filter_bit(e.0));
+        self.filter = self
+            .entries
+            .as_slice()
+            .iter()
+            .fold(0, |f, e| f | filter_bit(e.0));
         self.index.clear();
         if self.entries.len() > LINEAR_MAX {
             self.rebuild_index((2 * self.entries.len()).next_power_of_two());
@@ -240,11 +246,21 @@ impl WriteSet {
     }
 
     /// Adds `a`, known to be absent.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn push_new(&mut self, a: Addr, v: u64) {
         debug_assert!(!self.contains(a));
-        self.entries.push((a, v));
         self.filter |= filter_bit(a);
+        // The one compare covers both a full buffer and an index to build
+        // (the entries' `FAST_MAX` is `LINEAR_MAX`).
+        if !self.entries.try_push((a, v)) {
+            self.push_new_slow(a, v);
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn push_new_slow(&mut self, a: Addr, v: u64) {
+        self.entries.push_slow((a, v));
         if self.entries.len() > LINEAR_MAX {
             self.index_new_entry();
         }
@@ -317,7 +333,7 @@ pub(crate) struct Logs {
     /// allowed: `(word, value seen)` in a hybrid domain (NOrec validates by
     /// value), `(ownership record, version seen)` in a striped one; `(word,
     /// value)` for a serial transaction (what a `retry` waits on).
-    pub(crate) reads: Vec<(Addr, u64)>,
+    pub(crate) reads: EntryLog<{ usize::MAX }>,
     /// Redo log (software) or undo log (serial).
     pub(crate) writes: WriteSet,
     /// The thread's last snapshot in a striped domain (kept across
@@ -327,7 +343,7 @@ pub(crate) struct Logs {
 
 impl Logs {
     const EMPTY: Logs = Logs {
-        reads: Vec::new(),
+        reads: EntryLog::new(),
         writes: WriteSet::new(),
         clock_hint: crate::striped::ClockHint::EMPTY,
     };
@@ -342,7 +358,7 @@ impl Logs {
     /// touched): no validation, write-back or undo touches it after this.
     #[cfg(not(loom))]
     pub(crate) fn forget(&mut self, a: Addr) {
-        for r in &mut self.reads {
+        for r in self.reads.as_mut_slice() {
             if r.0 == a {
                 *r = (&READ_SINK, 0);
             }

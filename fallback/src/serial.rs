@@ -328,7 +328,7 @@ impl<'g, 'env> SerialTx<'g, 'env> {
         }
         // SAFETY: the addresses came from `&'env AtomicU64`s, still live
         // (`'env` outlives this call).
-        unsafe { g.wait_for_change(&reads) };
+        unsafe { g.wait_for_change(reads.as_slice()) };
         if announced {
             g.withdraw_software();
         }
