@@ -1579,8 +1579,8 @@ fn run_software<'env, const STM_ONLY: bool, R, E>(
             if engine.vars || rollbacks {
                 Some(Ok(v))
             } else if engine.tx.commit().is_ok() {
-                sw.commits += 1;
-                // The first attempt: no restart, no rollback yet.
+                // The first attempt: no restart, no rollback yet. `commits`
+                // is left alone: `count` reads only this flag then.
                 sw.first_try_commit = true;
                 return Ok(v);
             } else {
