@@ -127,6 +127,13 @@ impl WriteSet {
         }
     }
 
+    /// Whether `a` may be in the set (its filter bit is set): `false` is
+    /// certain, `true` needs a lookup.
+    #[inline(always)]
+    pub(crate) fn may_contain(&self, a: Addr) -> bool {
+        self.filter & filter_bit(a) != 0
+    }
+
     /// The value logged for `a`, if any.
     #[inline]
     pub(crate) fn get(&self, a: Addr) -> Option<u64> {

@@ -305,11 +305,11 @@ impl<'g, 'env> SoftTx<'g, 'env> {
     #[inline(always)]
     pub fn read(&mut self, w: &'env AtomicU64) -> Result<u64, Restart> {
         let a: Addr = w;
-        if let Some(v) = self.logs.writes.get(a) {
-            return Ok(v);
-        }
         if let Some(stripes) = self.stripes {
             return self.read_striped(stripes, w);
+        }
+        if let Some(v) = self.logs.writes.get(a) {
+            return Ok(v);
         }
         // Relaxed: the seqlock reader pattern; the Acquire fence below orders
         // it before the `seq` re-check.
@@ -355,14 +355,16 @@ impl<'g, 'env> SoftTx<'g, 'env> {
     /// unchanged across the read and not newer than the snapshot.
     #[inline(always)]
     fn read_striped(&mut self, stripes: &'g Records, w: &'env AtomicU64) -> Result<u64, Restart> {
-        let record = striped::record(stripes, w);
-        match striped::read_pair(record, w) {
-            Some((o, v)) if o <= self.snapshot => {
-                self.logs.reads.push((record, o));
-                Ok(v)
+        if !self.logs.writes.may_contain(w) {
+            let record = striped::record(stripes, w);
+            if let Some((o, v)) = striped::read_pair(record, w) {
+                if o <= self.snapshot {
+                    self.logs.reads.push((record, o));
+                    return Ok(v);
+                }
             }
-            _ => self.read_striped_slow(stripes, w),
         }
+        self.read_striped_slow(stripes, w)
     }
 
     /// The record moved under the read, or is newer than the snapshot:
@@ -375,6 +377,9 @@ impl<'g, 'env> SoftTx<'g, 'env> {
         stripes: &'g Records,
         w: &'env AtomicU64,
     ) -> Result<u64, Restart> {
+        if let Some(v) = self.logs.writes.get(w) {
+            return Ok(v);
+        }
         let record = striped::record(stripes, w);
         let backoff = Backoff::new();
         for _ in 0..VALIDATE_ROUNDS {

@@ -29,6 +29,47 @@ fn a_domain_is_striped_from_its_first_transaction_without_hardware() {
 }
 
 #[test]
+fn a_transaction_reads_its_own_writes() {
+    let g = domain(false);
+    // 130 consecutive words: words 64 apart share a write-set filter bit,
+    // so the read of an unwritten word may look into the write set first,
+    // and 40 writes take the write set past its linear scan to its index.
+    let w: Vec<AtomicU64> = (0..130).map(AtomicU64::new).collect();
+    let mut tx = begin(&g);
+    assert_eq!(tx.read(&w[0]), Ok(0));
+    tx.write(&w[0], 1000);
+    assert_eq!(tx.read(&w[0]), Ok(1000));
+    assert_eq!(
+        tx.read(&w[64]),
+        Ok(64),
+        "shares w[0]'s filter bit, unwritten"
+    );
+    tx.write(&w[64], 1064);
+    assert_eq!(tx.read(&w[64]), Ok(1064));
+    assert_eq!(tx.read(&w[128]), Ok(128), "shares the bit, unwritten");
+    for (i, x) in w.iter().enumerate().skip(1).take(40) {
+        tx.write(x, 1000 + i as u64);
+    }
+    for (i, x) in w.iter().enumerate().take(80) {
+        let want = if i <= 40 || i == 64 {
+            1000 + i as u64
+        } else {
+            i as u64
+        };
+        assert_eq!(tx.read(x), Ok(want), "word {i}");
+    }
+    assert_eq!(
+        w[1].load(Relaxed),
+        1,
+        "nothing reaches memory before commit"
+    );
+    tx.commit().unwrap();
+    assert_eq!(w[1].load(Relaxed), 1001);
+    assert_eq!(w[64].load(Relaxed), 1064);
+    assert_eq!(w[128].load(Relaxed), 128);
+}
+
+#[test]
 fn a_commit_validates_its_reads_against_commits_since_its_snapshot() {
     // The broken-validation catch: t1 read x, t2 then committed x; t1's
     // commit (which writes only y) must fail and write nothing.
