@@ -125,19 +125,6 @@ impl<const FAST_MAX: usize> EntryLog<FAST_MAX> {
         self.capacity
     }
 
-    #[inline]
-    pub(crate) fn as_slice(&self) -> &[Entry] {
-        // SAFETY: `start..cur` are written entries of the buffer, which
-        // `&self` keeps alive and unchanged.
-        unsafe { core::slice::from_raw_parts(self.start, self.len()) }
-    }
-
-    #[inline]
-    pub(crate) fn as_mut_slice(&mut self) -> &mut [Entry] {
-        // SAFETY: as in `as_slice`, and `&mut self` makes it exclusive.
-        unsafe { core::slice::from_raw_parts_mut(self.start, self.len()) }
-    }
-
     /// Keeps the first `len` entries (no-op if there are fewer).
     pub(crate) fn truncate(&mut self, len: usize) {
         if len < self.len() {
@@ -163,19 +150,23 @@ impl<const FAST_MAX: usize> Default for EntryLog<FAST_MAX> {
     }
 }
 
-impl<const FAST_MAX: usize> core::ops::Index<usize> for EntryLog<FAST_MAX> {
-    type Output = Entry;
+/// The entries as a slice, as `Vec` gives them.
+impl<const FAST_MAX: usize> core::ops::Deref for EntryLog<FAST_MAX> {
+    type Target = [Entry];
 
     #[inline]
-    fn index(&self, i: usize) -> &Entry {
-        &self.as_slice()[i]
+    fn deref(&self) -> &[Entry] {
+        // SAFETY: `start..cur` are written entries of the buffer, which
+        // `&self` keeps alive and unchanged.
+        unsafe { core::slice::from_raw_parts(self.start, self.len()) }
     }
 }
 
-impl<const FAST_MAX: usize> core::ops::IndexMut<usize> for EntryLog<FAST_MAX> {
+impl<const FAST_MAX: usize> core::ops::DerefMut for EntryLog<FAST_MAX> {
     #[inline]
-    fn index_mut(&mut self, i: usize) -> &mut Entry {
-        &mut self.as_mut_slice()[i]
+    fn deref_mut(&mut self) -> &mut [Entry] {
+        // SAFETY: as in `deref`, and `&mut self` makes it exclusive.
+        unsafe { core::slice::from_raw_parts_mut(self.start, self.len()) }
     }
 }
 
@@ -198,7 +189,7 @@ mod tests {
         }
         assert_eq!(log.len(), 100);
         assert!(log.capacity() >= 100);
-        for (i, e) in log.as_slice().iter().enumerate() {
+        for (i, e) in log.iter().enumerate() {
             assert_eq!(*e, (addr(&w[i]), i as u64));
         }
         log.truncate(10);
@@ -206,7 +197,7 @@ mod tests {
         log.push((addr(&w[0]), 7));
         assert_eq!(log[10], (addr(&w[0]), 7));
         log[10].1 = 8;
-        assert_eq!(log.as_slice()[10].1, 8);
+        assert_eq!(log[10].1, 8);
         let cap = log.capacity();
         log.clear();
         assert!(log.is_empty());
@@ -231,6 +222,6 @@ mod tests {
         // Back under the limit: fast again.
         log.truncate(1);
         assert!(log.try_push((addr(&w[5]), 5)));
-        assert_eq!(log.as_slice().last(), Some(&(addr(&w[5]), 5)));
+        assert_eq!(log.last(), Some(&(addr(&w[5]), 5)));
     }
 }

@@ -100,7 +100,7 @@ impl WriteSet {
 
     #[inline]
     pub(crate) fn entries(&self) -> &[(Addr, u64)] {
-        self.entries.as_slice()
+        &self.entries
     }
 
     /// Position of `a` in `entries`.
@@ -114,7 +114,7 @@ impl WriteSet {
 
     fn find_slow(&self, a: Addr) -> Option<usize> {
         if self.index.is_empty() {
-            return self.entries.as_slice().iter().position(|e| e.0 == a);
+            return self.entries.iter().position(|e| e.0 == a);
         }
         let mask = self.index.len() - 1;
         let mut slot = self.home(a);
@@ -213,15 +213,11 @@ impl WriteSet {
         for (key, v) in saved {
             restore(self, key, v);
         }
-        for &(a, v) in self.entries.as_slice()[m.len..].iter().rev() {
+        for &(a, v) in self.entries[m.len..].iter().rev() {
             dropped(a, v);
         }
         self.entries.truncate(m.len);
-        self.filter = self
-            .entries
-            .as_slice()
-            .iter()
-            .fold(0, |f, e| f | filter_bit(e.0));
+        self.filter = self.entries.iter().fold(0, |f, e| f | filter_bit(e.0));
         self.index.clear();
         if self.entries.len() > LINEAR_MAX {
             self.rebuild_index((2 * self.entries.len()).next_power_of_two());
@@ -365,7 +361,7 @@ impl Logs {
     /// touched): no validation, write-back or undo touches it after this.
     #[cfg(not(loom))]
     pub(crate) fn forget(&mut self, a: Addr) {
-        for r in self.reads.as_mut_slice() {
+        for r in self.reads.iter_mut() {
             if r.0 == a {
                 *r = (&READ_SINK, 0);
             }

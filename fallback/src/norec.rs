@@ -651,7 +651,7 @@ impl<'g, 'env> SoftTx<'g, 'env> {
         let backoff = Backoff::new();
         for _ in 0..VALIDATE_ROUNDS {
             let s = even_seq(self.g);
-            for &(a, v) in self.logs.reads.as_slice() {
+            for &(a, v) in self.logs.reads.iter() {
                 // SAFETY: `a` was logged by `read` from a `&'env AtomicU64`,
                 // and `'env` outlives `self`; only atomic access is made.
                 let w = unsafe { &*a };
@@ -845,7 +845,7 @@ impl<'g, 'env> SoftTx<'g, 'env> {
             // SAFETY: the addresses came from `&'env AtomicU64`s (words, or
             // in a striped domain their records, which live as long as the
             // domain), and `'env` outlives `self`.
-            unsafe { self.g.wait_for_change(reads.as_slice()) };
+            unsafe { self.g.wait_for_change(&reads) };
         }
         self.logs.reads = reads;
         self.logs.reads.clear();

@@ -328,7 +328,7 @@ impl<'g, 'env> SerialTx<'g, 'env> {
         }
         // SAFETY: the addresses came from `&'env AtomicU64`s, still live
         // (`'env` outlives this call).
-        unsafe { g.wait_for_change(reads.as_slice()) };
+        unsafe { g.wait_for_change(&reads) };
         if announced {
             g.withdraw_software();
         }

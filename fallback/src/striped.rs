@@ -338,7 +338,7 @@ pub(crate) fn read_pair(record: &AtomicU64, w: &AtomicU64) -> Option<(u64, u64)>
 /// version logged when the word was read.
 #[inline]
 pub(crate) fn validate(logs: &Logs) -> bool {
-    logs.reads.as_slice().iter().all(|&(record, seen)| {
+    logs.reads.iter().all(|&(record, seen)| {
         // SAFETY: `record` points into the domain's `Stripes`, which live
         // as long as the domain, and the transaction borrows the domain.
         unsafe { &*record }.load(Ordering::Acquire) == seen
