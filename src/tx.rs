@@ -485,7 +485,14 @@ impl<'env> Tx<'env> {
             // SAFETY: the engine lives in the outermost run's frame for the
             // whole body, and no other reference to it is live during this
             // call (see `Engine`).
-            Path::Software(soft) => unsafe { (*soft).tx.read(&cell.word)? },
+            // The fast part inline, so that `?` tests only the rest's
+            // outcome (see `SoftTx::read_fast`).
+            Path::Software(soft) => unsafe {
+                match (*soft).tx.read_fast(&cell.word) {
+                    Some(v) => v,
+                    None => (*soft).tx.read_rest(&cell.word)?,
+                }
+            },
             // SAFETY: as above.
             Path::Serial(serial) => unsafe { (*serial).tx.read(&cell.word) },
         };
