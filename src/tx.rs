@@ -1537,7 +1537,7 @@ fn end_software_slow(rt: &Runtime, sw: &mut SoftwareRun, engine: &mut Soft<'_>) 
         crate::tvar::abort();
         return SlowEnd::RolledBack;
     }
-    if engine.tx.commit().is_err() {
+    if engine.tx.commit_last().is_err() {
         return SlowEnd::Failed;
     }
     crate::tvar::commit();
@@ -1585,7 +1585,7 @@ fn run_software<'env, const STM_ONLY: bool, R, E>(
             // whether anything but a plain commit is to happen here.
             if engine.vars || rollbacks {
                 Some(Ok(v))
-            } else if engine.tx.commit().is_ok() {
+            } else if engine.tx.commit_last().is_ok() {
                 // The first attempt: no restart, no rollback yet. `commits`
                 // is left alone: `count` reads only this flag then.
                 sw.first_try_commit = true;
@@ -1634,7 +1634,7 @@ fn software_attempts<'env, R, E>(
                         }
                         SlowEnd::Failed => {}
                     }
-                } else if engine.tx.commit().is_ok() {
+                } else if engine.tx.commit_last().is_ok() {
                     sw.commits += 1;
                     sw.first_try_commit = sw.restarts == 0 && sw.rollbacks == 0;
                     return Some(Ok(v));

@@ -254,3 +254,37 @@ fn begin_waits_for_a_serial_transaction() {
     });
     assert_eq!(active(&g), 0);
 }
+
+on_both_protocols!(a_transaction_committed_last_is_over);
+
+/// `commit_last` leaves the logs for the drop to empty: the transaction
+/// must neither read its write back (stale once another commit moved the
+/// word on) nor commit it again, until a restart.
+fn a_transaction_committed_last_is_over(g: Globals) {
+    let (x, y) = (AtomicU64::new(0), AtomicU64::new(0));
+    let mut t1 = common::begin(&g);
+    t1.write(&x, 1);
+    t1.commit_last().unwrap();
+    assert_eq!(x.load(Relaxed), 1);
+    assert_eq!(t1.commit(), Err(Restart), "committed its write again");
+    let mut t2 = common::begin(&g);
+    t2.write(&x, 2);
+    t2.commit().unwrap();
+    assert_eq!(t1.read(&x), Err(Restart), "read its stale write back");
+    assert_eq!(t1.commit(), Err(Restart), "committed its write again");
+    assert_eq!(x.load(Relaxed), 2);
+    // A read-only one is over too.
+    let mut t3 = common::begin(&g);
+    assert_eq!(t3.read(&y), Ok(0));
+    t3.commit_last().unwrap();
+    assert_eq!(t3.commit(), Err(Restart));
+    // A restart makes each a transaction again.
+    t1.restart();
+    assert_eq!(t1.read(&x), Ok(2));
+    t1.write(&y, 3);
+    t1.commit().unwrap();
+    assert_eq!(y.load(Relaxed), 3);
+    t3.restart();
+    assert_eq!(t3.read(&y), Ok(3));
+    t3.commit().unwrap();
+}

@@ -47,7 +47,7 @@ pub fn atomically<'env, R>(
 ) -> Outcome<R> {
     let restarts;
     {
-        let mut tx = SoftTx::begin_for(g, !g.is_striped());
+        let mut tx = begin(g);
         loop {
             match f(&mut tx).and_then(|r| tx.commit().map(|()| r)) {
                 Ok(value) => {
@@ -121,6 +121,11 @@ where
     F: FnMut(&mut dyn Ops<'env>) -> Result<R, Restart>,
 {
     f
+}
+
+/// A software transaction of `g`'s protocol (see `domain`).
+pub fn begin<'g, 'env>(g: &'g Globals) -> SoftTx<'g, 'env> {
+    SoftTx::begin_for(g, !g.is_striped())
 }
 
 /// A fresh domain: hybrid (NOrec, transactions announce themselves for
