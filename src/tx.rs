@@ -413,6 +413,32 @@ impl<E> Engine<E> {
 type Soft<'env> = Engine<SoftTx<'static, 'env>>;
 type Serial<'env> = Engine<SerialTx<'static, 'env>>;
 
+/// A serial transaction's read, out of line: the serial path is the rare
+/// one, and a cold call has LLVM test the other two paths first.
+///
+/// # Safety
+///
+/// `serial` is the live engine of the running serial transaction, not
+/// otherwise borrowed (see `Engine`).
+#[cold]
+#[inline(never)]
+unsafe fn serial_read<'env>(serial: *mut Serial<'env>, w: &'env AtomicU64) -> u64 {
+    // SAFETY: the caller's contract.
+    unsafe { (*serial).tx.read(w) }
+}
+
+/// A serial transaction's write, out of line (see `serial_read`).
+///
+/// # Safety
+///
+/// As `serial_read`.
+#[cold]
+#[inline(never)]
+unsafe fn serial_write<'env>(serial: *mut Serial<'env>, w: &'env AtomicU64, v: u64) {
+    // SAFETY: the caller's contract.
+    unsafe { (*serial).tx.write(w, v) }
+}
+
 /// The path a transaction runs on. The software engines are reached through
 /// raw pointers (see [`Engine`]).
 #[derive(Clone, Copy)]
@@ -494,7 +520,7 @@ impl<'env> Tx<'env> {
                 }
             },
             // SAFETY: as above.
-            Path::Serial(serial) => unsafe { (*serial).tx.read(&cell.word) },
+            Path::Serial(serial) => unsafe { serial_read(serial, &cell.word) },
         };
         Ok(T::from_bits(bits))
     }
@@ -517,7 +543,7 @@ impl<'env> Tx<'env> {
             // SAFETY: as in `read`.
             Path::Software(soft) => unsafe { (**soft).tx.write(&cell.word, bits) },
             // SAFETY: as in `read`: the engine is live and not otherwise borrowed.
-            Path::Serial(serial) => unsafe { (**serial).tx.write(&cell.word, bits) },
+            Path::Serial(serial) => unsafe { serial_write(*serial, &cell.word, bits) },
         }
         Ok(())
     }
