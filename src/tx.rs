@@ -442,15 +442,54 @@ unsafe fn serial_write<'env>(serial: *mut Serial<'env>, w: &'env AtomicU64, v: u
 /// The path a transaction runs on. The software engines are reached through
 /// raw pointers (see [`Engine`]).
 #[derive(Clone, Copy)]
-#[repr(u8)]
+#[repr(i8)]
 enum Path<'env> {
     Hardware {
         rtm: Rtm,
         sw_seen: bool,
         wrote: bool,
-    },
-    Software(*mut Soft<'env>),
-    Serial(*mut Serial<'env>),
+    } = -1,
+    Software(*mut Soft<'env>) = 0,
+    Serial(*mut Serial<'env>) = 1,
+}
+
+/// Which path a [`Path`] is, for `Tx`'s accesses.
+#[derive(Clone, Copy)]
+enum Tag {
+    Hardware,
+    Software,
+    Serial,
+}
+
+impl Path<'_> {
+    /// The path, from the tag's sign and zero test alone: LLVM answers
+    /// both from one test of the tag byte (the hardware path: 3
+    /// instructions, the software path: 4). Matching on the `Path` itself
+    /// tested one value after another: 3 and 5.
+    #[inline(always)]
+    fn tag(&self) -> Tag {
+        // SAFETY: `Path` is `repr(i8)`: its first byte is the tag (the
+        // primitive representation of an enum with fields), a plain read of
+        // an initialized byte.
+        let tag = unsafe { *(self as *const Self).cast::<i8>() };
+        if tag < 0 {
+            Tag::Hardware
+        } else if tag == 0 {
+            Tag::Software
+        } else {
+            Tag::Serial
+        }
+    }
+
+    /// The engine of a software or serial path (null on the hardware path).
+    #[inline(always)]
+    fn engine(&self) -> *mut () {
+        match *self {
+            Path::Hardware { .. } => std::ptr::null_mut(),
+            Path::Software(soft) => soft.cast(),
+            Path::Serial(serial) => serial.cast(),
+        }
+    }
 }
 
 /// A running transaction: reads and writes [`TCell`]s. Given to the body of
@@ -504,23 +543,26 @@ impl<'env> Tx<'env> {
     /// with earlier ones; return it (with `?`) and the body reruns.
     #[inline(always)]
     pub fn read<T: Word>(&mut self, cell: &'env TCell<T>) -> Result<T, Restart> {
-        let bits = match self.path {
+        let bits = match self.path.tag() {
             // Relaxed: inside a hardware transaction the hardware orders and
             // isolates every access; this is a plain `mov`.
-            Path::Hardware { .. } => cell.word.load(Ordering::Relaxed),
-            // SAFETY: the engine lives in the outermost run's frame for the
-            // whole body, and no other reference to it is live during this
-            // call (see `Engine`).
-            // The fast part inline, so that `?` tests only the rest's
-            // outcome (see `SoftTx::read_fast`).
-            Path::Software(soft) => unsafe {
-                match (*soft).tx.read_fast(&cell.word) {
-                    Some(v) => v,
-                    None => (*soft).tx.read_rest(&cell.word)?,
+            Tag::Hardware => cell.word.load(Ordering::Relaxed),
+            Tag::Software => {
+                let soft = self.path.engine().cast::<Soft<'env>>();
+                // SAFETY: the engine lives in the outermost run's frame for
+                // the whole body, and no other reference to it is live
+                // during this call (see `Engine`). The fast part inline, so
+                // that `?` tests only the rest's outcome (see
+                // `SoftTx::read_fast`).
+                unsafe {
+                    match (*soft).tx.read_fast(&cell.word) {
+                        Some(v) => v,
+                        None => (*soft).tx.read_rest(&cell.word)?,
+                    }
                 }
-            },
+            }
             // SAFETY: as above.
-            Path::Serial(serial) => unsafe { serial_read(serial, &cell.word) },
+            Tag::Serial => unsafe { serial_read(self.path.engine().cast(), &cell.word) },
         };
         Ok(T::from_bits(bits))
     }
@@ -534,16 +576,21 @@ impl<'env> Tx<'env> {
     #[inline(always)]
     pub fn write<T: Word>(&mut self, cell: &'env TCell<T>, value: T) -> Result<(), Restart> {
         let bits = value.to_bits();
-        match &mut self.path {
-            Path::Hardware { wrote, .. } => {
-                *wrote = true;
+        match self.path.tag() {
+            Tag::Hardware => {
+                if let Path::Hardware { wrote, .. } = &mut self.path {
+                    *wrote = true;
+                }
                 // Relaxed: a plain `mov` inside the hardware transaction.
                 cell.word.store(bits, Ordering::Relaxed);
             }
+            Tag::Software => {
+                let soft = self.path.engine().cast::<Soft<'env>>();
+                // SAFETY: as in `read`.
+                unsafe { (*soft).tx.write(&cell.word, bits) }
+            }
             // SAFETY: as in `read`.
-            Path::Software(soft) => unsafe { (**soft).tx.write(&cell.word, bits) },
-            // SAFETY: as in `read`: the engine is live and not otherwise borrowed.
-            Path::Serial(serial) => unsafe { serial_write(*serial, &cell.word, bits) },
+            Tag::Serial => unsafe { serial_write(self.path.engine().cast(), &cell.word, bits) },
         }
         Ok(())
     }
