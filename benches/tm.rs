@@ -51,6 +51,9 @@ static LOCK_ONLY: Site = Site::with_policy(
 );
 
 /// Slot access for the set algorithm, over any of the peers' transactions.
+/// The impls are `#[inline(always)]`, as a body written against one
+/// peer's API would be: left to itself, even with `#[inline]`, LLVM kept
+/// hytm's `get` out of line (a call per probe).
 trait Slots {
     type Err;
     fn get(&mut self, i: usize) -> Result<u64, Self::Err>;
@@ -108,9 +111,11 @@ fn set_op<S: Slots>(s: &mut S, r: u64) -> Result<bool, S::Err> {
 struct HytmSlots<'a, 'env>(&'a mut hytm::Tx<'env>, &'env [TCell<u64>]);
 impl Slots for HytmSlots<'_, '_> {
     type Err = hytm::Restart;
+    #[inline(always)]
     fn get(&mut self, i: usize) -> Result<u64, hytm::Restart> {
         self.0.read(&self.1[i])
     }
+    #[inline(always)]
     fn set(&mut self, i: usize, v: u64) -> Result<(), hytm::Restart> {
         self.0.write(&self.1[i], v)
     }
@@ -119,9 +124,11 @@ impl Slots for HytmSlots<'_, '_> {
 struct StmSlots<'a>(&'a mut stm::Transaction, &'a [stm::TVar<u64>]);
 impl Slots for StmSlots<'_> {
     type Err = stm::StmError;
+    #[inline(always)]
     fn get(&mut self, i: usize) -> Result<u64, stm::StmError> {
         self.1[i].read(self.0)
     }
+    #[inline(always)]
     fn set(&mut self, i: usize, v: u64) -> Result<(), stm::StmError> {
         self.1[i].write(self.0, v)
     }
@@ -130,9 +137,11 @@ impl Slots for StmSlots<'_> {
 struct PlainSlots<'a>(&'a mut [u64]);
 impl Slots for PlainSlots<'_> {
     type Err = std::convert::Infallible;
+    #[inline(always)]
     fn get(&mut self, i: usize) -> Result<u64, Self::Err> {
         Ok(self.0[i])
     }
+    #[inline(always)]
     fn set(&mut self, i: usize, v: u64) -> Result<(), Self::Err> {
         self.0[i] = v;
         Ok(())

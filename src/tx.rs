@@ -1104,9 +1104,9 @@ impl Site {
                 // injection or policy check to make here (20 instructions
                 // per transaction, callgrind).
                 let mut sw = SoftwareRun::default();
-                let r = run_software::<true, R, E>(rt, &mut sw, &mut body);
-                sw.count(SiteId(word & !STM_ONLY), false);
-                return r;
+                let run = run_software::<true, R, E>(rt, &mut sw, &mut body);
+                sw.count_run(SiteId(word & !STM_ONLY), run.first_try, false);
+                return run.result;
             }
         }
         let policy = self.policy.as_ref().unwrap_or(rt.config.default_policy());
@@ -1154,13 +1154,16 @@ impl Site {
         // above has its own tail, so this one tests the policy alone.
         let mut sw = SoftwareRun::default();
         let lock = policy.fallback_kind() != FallbackKind::Stm;
-        let r = if lock {
-            run_serial(rt, &mut sw, &mut body)
+        let run = if lock {
+            SoftwareEnd {
+                result: run_serial(rt, &mut sw, &mut body),
+                first_try: false,
+            }
         } else {
             run_software::<false, R, E>(rt, &mut sw, &mut body)
         };
-        sw.count(self.id(), lock);
-        r
+        sw.count_run(self.id(), run.first_try, lock);
+        run.result
     }
 
     /// The hardware attempts; `Err` with the reason when the policy gave up
@@ -1564,25 +1567,40 @@ impl SoftwareRun {
         true
     }
 
+    /// Counts a run; `first_try` as `SoftwareEnd` says.
     #[inline]
-    fn count(&self, site: SiteId, lock_fallback: bool) {
-        if self.first_try_commit {
+    fn count_run(&self, site: SiteId, first_try: bool, lock_fallback: bool) {
+        // One call into the statistics on the common path: with more,
+        // LLVM stopped inlining their thread-local access.
+        if first_try || self.first_try_commit {
             stats::count(site, Outcome::SoftwareCommit);
         } else {
-            // A global-lock fallback is counted as the lock, not as a serial
-            // escalation, so each execution is counted once.
-            let exec = Execution {
-                stm_commits: self.commits,
-                stm_restarts: self.restarts,
-                rollbacks: self.rollbacks,
-                serial: self.serial && !lock_fallback,
-                fallback_lock: lock_fallback && self.serial,
-                ..Execution::default()
-            };
-            exec.commit_to(site);
-            if self.cancelled {
-                stats::count(site, Outcome::Cancelled);
-            }
+            self.count_rest(site, lock_fallback);
+        }
+    }
+
+    #[inline]
+    fn count(&self, site: SiteId, lock_fallback: bool) {
+        self.count_run(site, false, lock_fallback);
+    }
+
+    /// A run that restarted, rolled back, escalated or cancelled.
+    #[cold]
+    #[inline(never)]
+    fn count_rest(&self, site: SiteId, lock_fallback: bool) {
+        // A global-lock fallback is counted as the lock, not as a serial
+        // escalation, so each execution is counted once.
+        let exec = Execution {
+            stm_commits: self.commits,
+            stm_restarts: self.restarts,
+            rollbacks: self.rollbacks,
+            serial: self.serial && !lock_fallback,
+            fallback_lock: lock_fallback && self.serial,
+            ..Execution::default()
+        };
+        exec.commit_to(site);
+        if self.cancelled {
+            stats::count(site, Outcome::Cancelled);
         }
     }
 }
@@ -1629,7 +1647,7 @@ fn run_software<'env, const STM_ONLY: bool, R, E>(
     rt: &Runtime,
     sw: &mut SoftwareRun,
     body: &mut impl FnMut(&mut Tx<'env>) -> Result<R, TxError<E>>,
-) -> Result<R, E> {
+) -> SoftwareEnd<R, E> {
     let hardware = !STM_ONLY && rt.rtm.is_some();
     let rollbacks = !STM_ONLY && rt.rollbacks;
     // Without a hardware path in this process nobody reads `sw_active`.
@@ -1659,24 +1677,42 @@ fn run_software<'env, const STM_ONLY: bool, R, E>(
             if engine.vars || rollbacks {
                 Some(Ok(v))
             } else if engine.tx.commit_last().is_ok() {
-                // The first attempt: no restart, no rollback yet. `commits`
-                // is left alone: `count` reads only this flag then.
-                sw.first_try_commit = true;
-                return Ok(v);
+                // The first attempt: no restart, no rollback yet; `sw` is
+                // left alone (see `SoftwareEnd`).
+                return SoftwareEnd {
+                    result: Ok(v),
+                    first_try: true,
+                };
             } else {
                 None
             }
         }
         Err(x) => Some(Err(x)),
     };
-    if let Some(r) = software_attempts(rt, sw, body, e, &mut tx, first) {
-        return r;
+    let result = match software_attempts(rt, sw, body, e, &mut tx, first) {
+        Some(r) => r,
+        None => {
+            // Release the software transaction (sw_active) before the
+            // serial one takes its place.
+            drop(scope);
+            drop(engine);
+            run_serial(rt, sw, body)
+        }
+    };
+    SoftwareEnd {
+        result,
+        first_try: false,
     }
-    // Release the software transaction (sw_active) before the serial one
-    // takes its place.
-    drop(scope);
-    drop(engine);
-    run_serial(rt, sw, body)
+}
+
+/// How a software run ended. `first_try`: its first attempt committed with
+/// a plain commit, which is then all there is to count. Returned rather
+/// than noted in `SoftwareRun`: the slow path has that one's address, so
+/// LLVM stored the flag and loaded it back (3 instructions per
+/// transaction, callgrind).
+struct SoftwareEnd<R, E> {
+    result: Result<R, E>,
+    first_try: bool,
 }
 
 /// The rest of a software run after its first attempt: `first` is what the
