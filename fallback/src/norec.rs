@@ -249,6 +249,10 @@ impl<'g, 'env> SoftTx<'g, 'env> {
         let mut logs = ManuallyDrop::new(log::take());
         let (stripes, snapshot) = match stripes {
             None => {
+                // The hint names no striped domain while a hybrid
+                // transaction has these logs: its end leaves its snapshot
+                // (a `seq`, not a version) there.
+                logs.clock_hint.forget();
                 g.announce_software();
                 (None, even_seq(g))
             }
@@ -1065,10 +1069,9 @@ impl Drop for SoftTx<'_, '_> {
         // this line, so taking the box out of its `ManuallyDrop` is sound.
         let mut logs = unsafe { ManuallyDrop::take(&mut self.logs) };
         // A doomed striped transaction parks its snapshot at 0: stale,
-        // so still a valid hint.
-        if self.stripes.is_some() {
-            logs.clock_hint.end(self.snapshot);
-        }
+        // so still a valid hint. A hybrid one's names no domain (`begin`
+        // forgot it), so no test here.
+        logs.clock_hint.end(self.snapshot);
         log::give(logs);
         if self.announced {
             self.g.withdraw_software();

@@ -169,9 +169,17 @@ impl ClockHint {
         None
     }
 
-    /// The transaction [`begin`](Self::begin) was called for ends with
-    /// `version` as its snapshot (a clock value of that domain it has
-    /// observed).
+    /// No hint: the logs serve a transaction of a hybrid domain, whose
+    /// snapshot [`end`](Self::end) will store (a `seq`, not a version of
+    /// any striped domain).
+    #[inline(always)]
+    pub(crate) fn forget(&mut self) {
+        self.domain = 0;
+    }
+
+    /// The transaction [`begin`](Self::begin) (or [`forget`](Self::forget))
+    /// was called for ends with `version` as its snapshot (a clock value of
+    /// that domain it has observed).
     #[inline(always)]
     pub(crate) fn end(&mut self, version: u64) {
         self.version = version;

@@ -331,6 +331,40 @@ fn a_threads_last_snapshot_is_not_taken_into_another_domain() {
 }
 
 #[test]
+fn a_hybrid_transaction_leaves_no_snapshot_for_a_striped_domain() {
+    // The thread's logs carry its last striped snapshot to its next
+    // transaction. A transaction of a hybrid (NOrec) domain in between
+    // ends with its own snapshot, a `seq` far above the striped clock:
+    // taken for a striped snapshot, a reader would accept a commit made
+    // after its first read as older than its snapshot, and see half of it.
+    let g = domain(true);
+    let (x, y) = (AtomicU64::new(0), AtomicU64::new(0));
+    let mut first = begin(&g);
+    first.write(&x, 0);
+    first.commit().unwrap();
+    drop(first);
+    let hybrid = domain(false);
+    let w = AtomicU64::new(0);
+    for _ in 0..20 {
+        let mut tx = SoftTx::begin(&hybrid);
+        tx.write(&w, 1);
+        tx.commit().unwrap();
+    }
+    assert!(hybrid.seq().load(Relaxed) > g.seq().load(Relaxed) + 8);
+    let mut reader = begin(&g);
+    assert_eq!(reader.read(&y), Ok(0));
+    let mut writer = begin(&g);
+    writer.write(&x, 1);
+    writer.write(&y, 1);
+    writer.commit().unwrap();
+    assert_eq!(
+        reader.read(&x),
+        Err(Restart),
+        "the reader saw x after a commit and y before it"
+    );
+}
+
+#[test]
 fn words_sharing_a_record_are_released_together() {
     // Two words whose records are one (the record table wraps around):
     // the commit that writes both must write both back before it releases
