@@ -145,7 +145,9 @@ impl CpuFacts {
     }
 
     /// Reads RTM_FORCE_ABORT (MSR 0x10F, bit 0) where the MSR exists and
-    /// `/dev/cpu/0/msr` can be read; `None` otherwise.
+    /// `/dev/cpu/0/msr` can be read; `None` otherwise. Used on x86_64
+    /// outside Miri only (see `read`).
+    #[cfg(all(target_arch = "x86_64", not(miri)))]
     fn read_rtm_force_abort() -> Option<bool> {
         const MSR_TSX_FORCE_ABORT: u64 = 0x10f;
         #[cfg(all(target_os = "linux", not(miri)))]
