@@ -550,11 +550,11 @@ impl<'env> Tx<'env> {
             Tag::Hardware => cell.word.load(Ordering::Relaxed),
             Tag::Software => {
                 let soft = self.path.engine().cast::<Soft<'env>>();
+                // The fast part inline, so that `?` tests only the rest's
+                // outcome (see `SoftTx::read_fast`).
                 // SAFETY: the engine lives in the outermost run's frame for
                 // the whole body, and no other reference to it is live
-                // during this call (see `Engine`). The fast part inline, so
-                // that `?` tests only the rest's outcome (see
-                // `SoftTx::read_fast`).
+                // during this call (see `Engine`).
                 unsafe {
                     match (*soft).tx.read_fast(&cell.word) {
                         Some(v) => v,
@@ -1733,25 +1733,26 @@ fn software_attempts<'env, R, E>(
         // SAFETY: the body has returned: no other reference to the engine
         // is live until the next call.
         let engine = unsafe { &mut *e };
-        match attempt {
+        // Whether the attempt ends in a conflict (restart or escalate);
+        // else it runs again as it is (an injected rollback, a `retry`).
+        let conflict = match attempt {
             Some(Ok(v)) => {
                 if engine.vars || rt.rollbacks {
                     match end_software_slow(rt, sw, engine) {
                         SlowEnd::Committed => return Some(Ok(v)),
-                        SlowEnd::RolledBack => {
-                            attempt = Some(call_body(body, tx));
-                            continue;
-                        }
-                        SlowEnd::Failed => {}
+                        SlowEnd::RolledBack => false,
+                        SlowEnd::Failed => true,
                     }
                 } else if engine.tx.commit_last().is_ok() {
                     sw.commits += 1;
                     sw.first_try_commit = sw.restarts == 0 && sw.rollbacks == 0;
                     return Some(Ok(v));
+                } else {
+                    true
                 }
             }
             // The commit failed: restart.
-            None => {}
+            None => true,
             Some(Err(TxError::Cancel(e))) => {
                 crate::tvar::abort();
                 sw.cancelled = true;
@@ -1763,23 +1764,25 @@ fn software_attempts<'env, R, E>(
                 engine.vars = false;
                 crate::tvar::abort();
                 engine.tx.wait_for_change();
-                attempt = Some(call_body(body, tx));
-                continue;
+                false
             }
             Some(Err(TxError::Restart(_))) if engine.want_serial => {
                 crate::tvar::abort();
                 return None;
             }
-            Some(Err(TxError::Restart(_))) => {}
+            Some(Err(TxError::Restart(_))) => true,
+        };
+        if conflict {
+            // The attempt restarts (or escalates): what it set is freed.
+            engine.vars = false;
+            crate::tvar::abort();
+            sw.restarts += 1;
+            if engine.tx.restarts() + 1 >= SERIAL_AFTER_RESTARTS {
+                return None;
+            }
+            engine.tx.restart();
         }
-        // The attempt restarts (or escalates): what it set is freed.
-        engine.vars = false;
-        crate::tvar::abort();
-        sw.restarts += 1;
-        if engine.tx.restarts() + 1 >= SERIAL_AFTER_RESTARTS {
-            return None;
-        }
-        engine.tx.restart();
+        // The one call of the body in the rest of the run.
         attempt = Some(call_body(body, tx));
     }
 }
