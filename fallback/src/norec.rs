@@ -361,19 +361,24 @@ impl<'g, 'env> SoftTx<'g, 'env> {
             self.logs.reads.push((record, o));
             return Some(v);
         }
-        // Relaxed: the seqlock reader pattern; the Acquire fence below orders
-        // it before the `seq` re-check.
+        let v = self.seqlock_read(w)?;
+        self.logs.reads.push((a, v));
+        Some(v)
+    }
+
+    /// NOrec's read of a word: its value, if `seq` is still the snapshot
+    /// after the load (the seqlock reader).
+    #[inline(always)]
+    fn seqlock_read(&self, w: &AtomicU64) -> Option<u64> {
+        // Relaxed: the Acquire fence below orders it before the `seq`
+        // re-check.
         let v = w.load(Ordering::Relaxed);
         // Acquire fence: if `v` came from a writer's store (made after that
         // writer's Release fence), the writer's odd `seq` is visible to the
         // re-check below, so a torn snapshot is always noticed.
         fence(Ordering::Acquire);
         // Relaxed: ordered after the data load by the fence above.
-        if self.g.seq().load(Ordering::Relaxed) != self.snapshot {
-            return None;
-        }
-        self.logs.reads.push((a, v));
-        Some(v)
+        (self.g.seq().load(Ordering::Relaxed) == self.snapshot).then_some(v)
     }
 
     /// A whole [`read`](Self::read), out of line: after
@@ -408,12 +413,10 @@ impl<'g, 'env> SoftTx<'g, 'env> {
         if let Some(stripes) = self.stripes {
             return self.read_striped_slow(stripes, w);
         }
-        // Relaxed, fence, Relaxed: the seqlock reader, as in `read_fast`.
-        let mut v = w.load(Ordering::Relaxed);
-        fence(Ordering::Acquire);
-        if self.g.seq().load(Ordering::Relaxed) != self.snapshot {
-            v = self.read_slow(w)?;
-        }
+        let v = match self.seqlock_read(w) {
+            Some(v) => v,
+            None => self.read_slow(w)?,
+        };
         self.logs.reads.push((w, v));
         Ok(v)
     }
@@ -432,10 +435,7 @@ impl<'g, 'env> SoftTx<'g, 'env> {
                 self.doom();
                 return Err(r);
             }
-            // Relaxed, fence, Relaxed: the seqlock reader, as in `read`.
-            let v = w.load(Ordering::Relaxed);
-            fence(Ordering::Acquire);
-            if self.g.seq().load(Ordering::Relaxed) == self.snapshot {
+            if let Some(v) = self.seqlock_read(w) {
                 return Ok(v);
             }
         }
