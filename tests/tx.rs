@@ -423,3 +423,76 @@ fn cancels_are_counted() {
     let head = table.lines().next().unwrap();
     assert!(head.split_whitespace().any(|c| c == "cancel"), "{head}");
 }
+
+/// A body marked `#[inline(always)]` is compiled into the software route's
+/// first attempt and, out of line, into every other path (see `atomic`'s
+/// "Hot transactions"): the two copies behave as one body.
+#[test]
+fn a_body_marked_inline_always_behaves_as_an_unmarked_one() {
+    silent_panics();
+    // Transfers among four accounts conflict: their restarts run the
+    // out-of-line copy after the first attempt ran the inline one.
+    let bank = bank();
+    let threads: Vec<_> = (0..2)
+        .map(|t| {
+            let bank = Arc::clone(&bank);
+            std::thread::spawn(move || {
+                for i in 0..2_000 {
+                    let (a, b) = ((i + t) % 4, (3 * i + t + 1) % 4);
+                    STM_ONLY.atomic(
+                        #[inline(always)]
+                        |tx| {
+                            let x = tx.read(&bank[a])?;
+                            tx.write(&bank[a], x - 1)?;
+                            let y = tx.read(&bank[b])?;
+                            tx.write(&bank[b], y + 1)
+                        },
+                    );
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    assert_eq!(bank.iter().map(TCell::load).sum::<i64>(), TOTAL);
+
+    // A nested irrevocable `atomic` restarts the marked body from inside it
+    // (by unwinding) and reruns it serially.
+    let c = TCell::new(0);
+    let serial = STM_ONLY.atomic(
+        #[inline(always)]
+        |tx| {
+            let v = tx.read(&c)?;
+            hytm::atomic_irrevocable(|inner| inner.write(&c, v + 1).expect("a serial write"));
+            Ok(tx.is_serial())
+        },
+    );
+    assert!(serial, "the body did not rerun serially");
+    assert_eq!(c.load(), 1);
+
+    // A panic leaves none of the marked body's writes.
+    let r = catch_unwind(AssertUnwindSafe(|| {
+        STM_ONLY.atomic(
+            #[inline(always)]
+            |tx| {
+                tx.write(&c, 99)?;
+                panic!("boom");
+                #[allow(unreachable_code)]
+                Ok(())
+            },
+        )
+    }));
+    assert!(r.is_err());
+    assert_eq!(c.load(), 1);
+
+    // A cancel rolls the marked body back and returns its error.
+    let r: Result<(), &str> = STM_ONLY.try_atomic(
+        #[inline(always)]
+        |tx| {
+            tx.write(&c, 99)?;
+            Err(TxError::Cancel("no"))
+        },
+    );
+    assert_eq!((r, c.load()), (Err("no"), 1));
+}
