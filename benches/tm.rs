@@ -4,7 +4,8 @@
 //! bank transfers over 1024 accounts, and a transactional hash set (linear
 //! probing with backward-shift deletion, 8192 slots, keys 1..=2048, 80%
 //! lookups, 10% inserts, 10% removals). Peers: hytm (auto), hytm forced to
-//! the STM path, hytm with the single-lock fallback, the `stm` crate, and
+//! the STM path (its bodies unmarked, and marked `#[inline(always)]` as
+//! `hytm-stm-hot`), hytm with the single-lock fallback, the `stm` crate, and
 //! parking_lot's, std's and a default pthread mutex around the same
 //! structure; at 2 threads also the mixes with one thread forced to
 //! software. Each round measures every peer once; the figures are medians
@@ -31,7 +32,7 @@ use std::time::Duration;
 use harness::{
     print_paired, print_table, Figure, Lock, Meter, Ops, PthreadMutex, Ratio, Timing, XorShift,
 };
-use hytm::{FallbackKind, Policy, Site, TCell};
+use hytm::{FallbackKind, Policy, Restart, Site, TCell, Tx};
 
 const ACCOUNTS: usize = 1024;
 const SLOTS: usize = 8192;
@@ -39,6 +40,9 @@ const KEYS: u64 = 2048;
 
 static AUTO: Site = Site::new("bench auto");
 static STM_PATH: Site = Site::with_policy("bench stm", Policy::DEFAULT.hardware(false));
+/// The STM path with the bodies marked `#[inline(always)]` (`atomic`'s
+/// "Hot transactions").
+static STM_HOT: Site = Site::with_policy("bench stm hot", Policy::DEFAULT.hardware(false));
 static LOCK_FALLBACK: Site = Site::with_policy(
     "bench lock-fallback",
     Policy::DEFAULT.fallback(FallbackKind::GlobalLock),
@@ -66,7 +70,8 @@ fn home(key: u64) -> usize {
 }
 
 /// Finds `key`: its slot and whether it is there (else the empty slot).
-#[inline]
+/// `#[inline(always)]`, like `set_op`: see `Slots`.
+#[inline(always)]
 fn find<S: Slots>(s: &mut S, key: u64) -> Result<(usize, bool), S::Err> {
     let mut i = home(key);
     loop {
@@ -79,7 +84,9 @@ fn find<S: Slots>(s: &mut S, key: u64) -> Result<(usize, bool), S::Err> {
 }
 
 /// One set operation chosen by `r`; returns whether the key was present.
-#[inline]
+/// `#[inline(always)]` for every peer, so that a marked hytm body has it
+/// inline (see `STM_HOT`), and an unmarked one as before.
+#[inline(always)]
 fn set_op<S: Slots>(s: &mut S, r: u64) -> Result<bool, S::Err> {
     let key = 1 + r % KEYS;
     let (i, found) = find(s, key)?;
@@ -172,9 +179,24 @@ fn wanted(only: Option<&str>, workload: &str) -> bool {
     only.is_none_or(|w| w == workload)
 }
 
+/// One bank transfer in a transaction.
+#[inline(always)]
+fn transfer<'env>(
+    tx: &mut Tx<'env>,
+    bank: &'env [TCell<i64>],
+    a: usize,
+    b: usize,
+) -> Result<(), Restart> {
+    let x = tx.read(&bank[a])?;
+    tx.write(&bank[a], x - 1)?;
+    let y = tx.read(&bank[b])?;
+    tx.write(&bank[b], y + 1)
+}
+
 /// hytm bank and set, with the site each thread uses; measured with
-/// `meter`, all workloads or only `only`.
-fn hytm_run<Mt: Meter>(
+/// `meter`, all workloads or only `only`. `HOT`: the bodies are marked
+/// `#[inline(always)]`.
+fn hytm_run<Mt: Meter, const HOT: bool>(
     meter: &Mt,
     only: Option<&str>,
     sites: [&'static Site; 2],
@@ -188,12 +210,14 @@ fn hytm_run<Mt: Meter>(
             let mut rng = XorShift::new(t);
             move || {
                 let (a, b) = accounts(rng.next());
-                site.atomic(|tx| {
-                    let x = tx.read(&bank[a])?;
-                    tx.write(&bank[a], x - 1)?;
-                    let y = tx.read(&bank[b])?;
-                    tx.write(&bank[b], y + 1)
-                });
+                if HOT {
+                    site.atomic(
+                        #[inline(always)]
+                        |tx| transfer(tx, bank, a, b),
+                    );
+                } else {
+                    site.atomic(|tx| transfer(tx, bank, a, b));
+                }
             }
         });
         assert_eq!(
@@ -209,7 +233,15 @@ fn hytm_run<Mt: Meter>(
             let mut rng = XorShift::new(t);
             move || {
                 let r = rng.next();
-                std::hint::black_box(site.atomic(|tx| set_op(&mut HytmSlots(tx, set), r)));
+                let found = if HOT {
+                    site.atomic(
+                        #[inline(always)]
+                        |tx| set_op(&mut HytmSlots(tx, set), r),
+                    )
+                } else {
+                    site.atomic(|tx| set_op(&mut HytmSlots(tx, set), r))
+                };
+                std::hint::black_box(found);
             }
         });
         out.push((WORKLOADS[1], m));
@@ -297,9 +329,10 @@ fn lock_run<Mt: Meter, B: Lock<Vec<i64>>, S: Lock<Vec<u64>>>(
 }
 
 /// The peers: name, and whether it runs at 2 threads only.
-const PEERS: [(&str, bool); 9] = [
+const PEERS: [(&str, bool); 10] = [
     ("hytm", false),
     ("hytm-stm", false),
+    ("hytm-stm-hot", false),
     ("hytm-lock", false),
     ("stm-crate", false),
     ("parking_lot", false),
@@ -317,9 +350,10 @@ fn run_peer<Mt: Meter>(
     threads: usize,
 ) -> Vec<(&'static str, Mt::Out)> {
     match peer {
-        "hytm" => hytm_run(meter, only, [&AUTO, &AUTO], threads),
-        "hytm-stm" => hytm_run(meter, only, [&STM_PATH, &STM_PATH], threads),
-        "hytm-lock" => hytm_run(meter, only, [&LOCK_FALLBACK, &LOCK_FALLBACK], threads),
+        "hytm" => hytm_run::<_, false>(meter, only, [&AUTO, &AUTO], threads),
+        "hytm-stm" => hytm_run::<_, false>(meter, only, [&STM_PATH, &STM_PATH], threads),
+        "hytm-stm-hot" => hytm_run::<_, true>(meter, only, [&STM_HOT, &STM_HOT], threads),
+        "hytm-lock" => hytm_run::<_, false>(meter, only, [&LOCK_FALLBACK, &LOCK_FALLBACK], threads),
         "stm-crate" => stm_crate_run(meter, only, threads),
         "parking_lot" => lock_run(
             meter,
@@ -336,8 +370,8 @@ fn run_peer<Mt: Meter>(
             std::sync::Mutex::new,
         ),
         "pthread" => lock_run(meter, only, threads, PthreadMutex::new, PthreadMutex::new),
-        "mix-stm" => hytm_run(meter, only, [&AUTO, &STM_PATH], threads),
-        "mix-lock" => hytm_run(meter, only, [&LOCK_FALLBACK, &LOCK_ONLY], threads),
+        "mix-stm" => hytm_run::<_, false>(meter, only, [&AUTO, &STM_PATH], threads),
+        "mix-lock" => hytm_run::<_, false>(meter, only, [&LOCK_FALLBACK, &LOCK_ONLY], threads),
         other => panic!("unknown peer {other}"),
     }
 }
@@ -448,6 +482,7 @@ fn main() {
         &[
             "hytm",
             "hytm-stm",
+            "hytm-stm-hot",
             "hytm-lock",
             "stm-crate",
             "parking_lot",
@@ -473,6 +508,11 @@ fn main() {
                 den: "hytm-stm",
             },
             Ratio {
+                name: "hot/stm-path",
+                num: "hytm-stm-hot",
+                den: "hytm-stm",
+            },
+            Ratio {
                 name: "mix-stm/hytm",
                 num: "mix-stm",
                 den: "hytm",
@@ -495,6 +535,11 @@ fn main() {
             Ratio {
                 name: "stm/pthread",
                 num: "hytm-stm",
+                den: "pthread",
+            },
+            Ratio {
+                name: "hot/pthread",
+                num: "hytm-stm-hot",
                 den: "pthread",
             },
             Ratio {
