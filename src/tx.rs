@@ -1751,7 +1751,7 @@ fn run_software<'env, const STM_ONLY: bool, R, E>(
         }
         Err(x) => Some(Err(x)),
     };
-    let result = match software_attempts(rt, sw, body, e, &mut tx, first) {
+    let result = match software_attempts(rt, sw, body, e, first) {
         Some(r) => r,
         None => {
             // Release the software transaction (sw_active) before the
@@ -1780,15 +1780,24 @@ struct SoftwareEnd<R, E> {
 /// The rest of a software run after its first attempt: `first` is what the
 /// body returned (`None`: it returned `Ok`, and the commit failed). Returns
 /// the run's result, or `None` to escalate to the serial path.
+///
+/// The later attempts get a `Tx` of their own (a software `Tx` never
+/// changes): the first attempt's then goes nowhere but into the body, so
+/// that a body compiled into the first attempt (see `Body`) keeps its path
+/// known across the engine's out-of-line calls (a marked bank transfer:
+/// 14 instructions, callgrind).
 #[inline(never)]
 fn software_attempts<'env, R, E>(
     rt: &Runtime,
     sw: &mut SoftwareRun,
     body: &mut impl Body<'env, R, E>,
     e: *mut Soft<'env>,
-    tx: &mut Tx<'env>,
     first: Option<Result<R, TxError<E>>>,
 ) -> Option<Result<R, E>> {
+    let tx = &mut Tx {
+        path: Path::Software(e),
+        _not_send: PhantomData,
+    };
     let mut attempt = first;
     loop {
         // SAFETY: the body has returned: no other reference to the engine
