@@ -1482,21 +1482,26 @@ fn call_body<'env, R, E>(
     body: &mut impl Body<'env, R, E>,
     tx: &mut Tx<'env>,
 ) -> Result<R, TxError<E>> {
-    match catch_unwind(AssertUnwindSafe(|| body.call(tx))) {
-        Ok(r) => r,
-        Err(payload) => nested_restart(payload),
-    }
+    catching(|| body.call(tx))
 }
 
 /// [`call_body`] for the first attempt of a site on the software route:
-/// [`Body::call_first`], with a catch of its own, so that a body compiled
-/// into this call stays in the caller's frame.
+/// [`Body::call_first`], with a catch of its own (its own closure type, so
+/// its own instance of the catch), so that a body compiled into this call
+/// stays in the caller's frame.
 #[inline(always)]
 fn call_body_first<'env, R, E>(
     body: &mut impl Body<'env, R, E>,
     tx: &mut Tx<'env>,
 ) -> Result<R, TxError<E>> {
-    match catch_unwind(AssertUnwindSafe(|| body.call_first(tx))) {
+    catching(|| body.call_first(tx))
+}
+
+/// Runs one call of the body, turning a restart that unwound from a nested
+/// `atomic` into `Err(Restart)`.
+#[inline(always)]
+fn catching<R, E>(call: impl FnOnce() -> Result<R, TxError<E>>) -> Result<R, TxError<E>> {
+    match catch_unwind(AssertUnwindSafe(call)) {
         Ok(r) => r,
         Err(payload) => nested_restart(payload),
     }
