@@ -2000,9 +2000,10 @@ const STM_ONLY: u32 = 1 << 31;
 ///
 /// # Hot transactions
 ///
-/// Where no hardware path runs (no RTM, or `HYTM_MODE=fallback`), a
-/// body marked `#[inline(always)]` is compiled into the software path's
-/// first attempt. There its accesses know they are on the software path,
+/// Where no hardware path runs (no RTM, or `HYTM_MODE=fallback`), at a
+/// site whose fallback is the STM and with no injected rollbacks, a body
+/// (of `atomic` or `try_atomic`) marked `#[inline(always)]` is compiled
+/// into the software path's first attempt. There its accesses know they are on the software path,
 /// and its captures need not be passed to it. A bank transfer then takes
 /// about 327 instructions instead of 365, and a hash-set operation 193
 /// instead of 215 (callgrind, see `docs/benchmarks.md`). The cost is code
