@@ -2005,7 +2005,7 @@ const STM_ONLY: u32 = 1 << 31;
 /// (of `atomic` or `try_atomic`) marked `#[inline(always)]` is compiled
 /// into the software path's first attempt. There its accesses know they are on the software path,
 /// and its captures need not be passed to it. A bank transfer then takes
-/// about 327 instructions instead of 365, and a hash-set operation 193
+/// about 329 instructions instead of 368, and a hash-set operation 193
 /// instead of 215 (callgrind, see `docs/benchmarks.md`). The cost is code
 /// size: the body is compiled twice, once there and once, out of line,
 /// for every other path. Helper functions the body calls need the mark
