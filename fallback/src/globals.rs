@@ -334,18 +334,19 @@ impl Globals {
 
     /// Takes `seq` odd from the even value `s` (one CAS, `s -> s + 1`):
     /// the commit lock of NOrec, the striped clock, and the serial
-    /// transaction's lock are all this one step. `false` if `seq` was not
-    /// `s`.
+    /// transaction's lock are all this one step. `Err` with the value
+    /// found if `seq` was not `s`.
     ///
     /// Acquire on success: the taker takes over from the last release of
     /// `seq`, so every earlier commit's writes happen before what it reads
-    /// and writes next. Relaxed on failure: every caller reads `seq` again
-    /// (or validates) before another try.
+    /// and writes next. Relaxed on failure: the value found is only a guess
+    /// for the caller's next try (every caller reads `seq` again, validates,
+    /// or tries at that value, before it relies on anything).
     #[inline(always)]
-    pub(crate) fn try_take_seq(&self, s: u64) -> bool {
+    pub(crate) fn try_take_seq(&self, s: u64) -> Result<(), u64> {
         self.seq
             .compare_exchange(s, s + 1, Ordering::Acquire, Ordering::Relaxed)
-            .is_ok()
+            .map(drop)
     }
 
     /// Whether a serial transaction is queued or running: software writers

@@ -631,7 +631,7 @@ impl<'g, 'env> SoftTx<'g, 'env> {
         }
         let s = self.snapshot;
         // On failure `lock_slow` revalidates at `seq` as it is now.
-        let won = !self.g.serial_pending() && self.g.try_take_seq(s);
+        let won = !self.g.serial_pending() && self.g.try_take_seq(s).is_ok();
         if !won {
             self.lock_slow()?;
         }
@@ -667,7 +667,7 @@ impl<'g, 'env> SoftTx<'g, 'env> {
             if self.g.seq().load(Ordering::Relaxed) != self.snapshot {
                 self.revalidate()?;
             }
-            if self.g.try_take_seq(self.snapshot) {
+            if self.g.try_take_seq(self.snapshot).is_ok() {
                 return Ok(());
             }
             backoff.spin();
@@ -740,15 +740,8 @@ impl<'g, 'env> SoftTx<'g, 'env> {
             if s & 1 == 1 {
                 return Ok(None);
             }
-            // Acquire on success: every earlier commit's write-back happens
-            // before ours, and before the validation. Relaxed on failure:
-            // the value it returns is only a guess again.
-            match self
-                .g
-                .seq()
-                .compare_exchange(s, s + 1, Ordering::Acquire, Ordering::Relaxed)
-            {
-                Ok(_) => break,
+            match self.g.try_take_seq(s) {
+                Ok(()) => break,
                 // Bounded: the slow way escalates a commit that keeps
                 // losing to the serial path.
                 Err(_) if tries == 0 => return Ok(None),
@@ -797,7 +790,7 @@ impl<'g, 'env> SoftTx<'g, 'env> {
                 }
                 self.snapshot = version(s);
             }
-            if self.g.try_take_seq(s) {
+            if self.g.try_take_seq(s).is_ok() {
                 return Ok(s);
             }
             backoff.spin();

@@ -371,7 +371,7 @@ fn wait_for_turn(g: &Globals, ticket: u64) {
 fn lock_seq(g: &Globals) -> u64 {
     // Relaxed: only a guess for the CAS, which decides.
     let s = g.seq().load(Ordering::Relaxed);
-    if s & 1 == 0 && g.try_take_seq(s) {
+    if s & 1 == 0 && g.try_take_seq(s).is_ok() {
         return s + 1;
     }
     lock_seq_slow(g)
@@ -388,7 +388,7 @@ fn lock_seq_slow(g: &Globals) -> u64 {
             backoff.snooze();
             continue;
         }
-        if g.try_take_seq(s) {
+        if g.try_take_seq(s).is_ok() {
             return s + 1;
         }
         backoff.spin();
