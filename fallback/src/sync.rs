@@ -28,6 +28,16 @@ pub(crate) use crossbeam_utils::Backoff;
 
 /// Loom stand-in for `crossbeam_utils::Backoff`: the same vocabulary, each
 /// step a `yield_now` so the model checker can schedule the thread we wait for.
+/// One step of a short busy wait: a `pause` (under loom a yield, so that
+/// the model checker runs the thread being waited for).
+#[inline(always)]
+pub(crate) fn spin_hint() {
+    #[cfg(not(loom))]
+    core::hint::spin_loop();
+    #[cfg(loom)]
+    loom::thread::yield_now();
+}
+
 #[cfg(loom)]
 #[derive(Debug, Default)]
 pub(crate) struct Backoff;
