@@ -43,7 +43,7 @@
 //! | begin | snapshot `rv` = the thread's last snapshot in the domain ([`ClockHint`]), else the clock, waiting while odd | take the clock odd (FIFO ticket, as in a hybrid domain) |
 //! | read | record `o1`, word, fence, record `o2`: `o1 == o2 <= rv`, else wait for a locked record, or extend the snapshot, and read again; log `(record, o1)` | wait for a locked record; read in place |
 //! | write | redo log | wait for a locked record; record := the version it will release; fence; in place, undo log |
-//! | commit | read-only: at once. Else take the clock at its value `s` (`s -> s + 1`, not while odd); if `s` is past `rv`, validate the read log while holding it (if that fails, give it back at `s` and restart); lock every written record (`LOCKED \| s + 2`); clock := `s + 2`; fence; write back and release the records (`s + 2`), each right after its word unless two written words share one | clock := odd + 1 |
+//! | commit | read-only: at once. Else take the clock at its value `s` (`s -> s + 1`; while odd, wait a little, then the slow way); if `s` is past `rv`, validate the read log while holding it (if that fails, give it back at `s` and restart); lock every written record (`LOCKED \| s + 2`); clock := `s + 2`; fence; write back and release the records (`s + 2`), each right after its word unless two written words share one | clock := odd + 1 |
 //!
 //! A snapshot extension takes a new even clock and checks that every
 //! logged record still holds its logged version; it is what keeps a long
