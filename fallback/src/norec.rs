@@ -775,10 +775,10 @@ impl<'g, 'env> SoftTx<'g, 'env> {
     /// slow way lets it go first).
     ///
     /// Another commit holds the clock only while it locks its records. At
-    /// 2 threads about a fifth of the bank's commits found it held, and the
-    /// slow way (revalidation, an exponential backoff after a lost CAS)
-    /// cost them more than the wait: bank transfers went from 0.80-0.90 of
-    /// TinySTM's throughput to 0.94-1.06 (paired runs in one process; see
+    /// 2 threads 15-21% of the bank's commits found it held, and the slow
+    /// way (revalidation, an exponential backoff after a lost CAS) cost
+    /// them more than the wait: bank transfers went from a median 0.98 of
+    /// TinySTM's throughput to 1.03 (paired runs in one process; see
     /// `docs/benchmarks.md`).
     #[cold]
     #[inline(never)]
