@@ -2003,8 +2003,8 @@ const STM_ONLY: u32 = 1 << 31;
 /// Where no hardware path runs (no RTM, or `HYTM_MODE=fallback`), at a
 /// site whose fallback is the STM and with no injected rollbacks, a body
 /// (of `atomic` or `try_atomic`) marked `#[inline(always)]` is compiled
-/// into the software path's first attempt. There its accesses know they are on the software path,
-/// and its captures need not be passed to it. A bank transfer then takes
+/// into the software path's first attempt. There its accesses know they
+/// are on the software path, and its captures need not be passed to it. A bank transfer then takes
 /// about 329 instructions instead of 368, and a hash-set operation 193
 /// instead of 215 (callgrind, see `docs/benchmarks.md`). The cost is code
 /// size: the body is compiled twice, once there and once, out of line,

@@ -26,8 +26,6 @@ pub(crate) use loom::sync::atomic::{fence, Ordering};
 #[cfg(not(loom))]
 pub(crate) use crossbeam_utils::Backoff;
 
-/// Loom stand-in for `crossbeam_utils::Backoff`: the same vocabulary, each
-/// step a `yield_now` so the model checker can schedule the thread we wait for.
 /// One step of a short busy wait: a `pause` (under loom a yield, so that
 /// the model checker runs the thread being waited for).
 #[inline(always)]
@@ -38,6 +36,8 @@ pub(crate) fn spin_hint() {
     loom::thread::yield_now();
 }
 
+/// Loom stand-in for `crossbeam_utils::Backoff`: the same vocabulary, each
+/// step a `yield_now` so the model checker can schedule the thread we wait for.
 #[cfg(loom)]
 #[derive(Debug, Default)]
 pub(crate) struct Backoff;
